@@ -1,0 +1,210 @@
+//! The `Lock` trait and the values it returns.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commons::{Context, Result};
+use tokio::time::Instant;
+
+/// One acquisition of a lock.
+///
+/// `token` is unique to this acquisition; `fencing_token`, where the backend provides one,
+/// grows with every acquisition of the same key, so a resource that remembers the highest
+/// token it has seen can refuse writes from a holder whose lease has silently expired.
+/// `valid_until` is a monotonic deadline: before it, no other owner can hold the lock
+/// (barring the backend's documented limits, such as memcached eviction).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The lock key as the caller gave it.
+    pub key: String,
+    /// Unique per acquisition.
+    pub token: String,
+    /// Monotonic per key, where the backend provides it.
+    pub fencing_token: Option<u64>,
+    /// The ttl asked for.
+    pub ttl: Duration,
+    /// When the lease was acquired (or last extended), by the local monotonic clock.
+    pub acquired_at: Instant,
+    /// Until when the lease is certainly valid, by the local monotonic clock.
+    pub valid_until: Instant,
+}
+
+impl Lease {
+    /// Whether the validity deadline has not passed yet.
+    pub fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until
+    }
+
+    /// Time left until the validity deadline (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.valid_until.saturating_duration_since(Instant::now())
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.key)
+            .field("token", &self.token)
+            .field("fencing_token", &self.fencing_token)
+            .field("ttl", &self.ttl)
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+/// What an inspection of a key found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockInfo {
+    /// Whether someone holds the key.
+    pub held: bool,
+    /// Whether the holder is the instance that inspected.
+    pub held_by_me: bool,
+    /// Time until the lock expires, where known.
+    pub remaining_ttl: Option<Duration>,
+    /// Holder metadata (host, pid, component, trace id), where the backend stores it.
+    pub holder: Option<String>,
+}
+
+impl LockInfo {
+    /// A free key.
+    pub fn free() -> Self {
+        Self::default()
+    }
+
+    /// A held key.
+    pub fn held(held_by_me: bool, remaining_ttl: Option<Duration>, holder: Option<String>) -> Self {
+        LockInfo { held: true, held_by_me, remaining_ttl, holder }
+    }
+}
+
+/// A distributed (or local) lock. Dyn safe: applications hold it as `Arc<dyn Lock>`.
+///
+/// Every instance is an owner. Only the instance that acquired a key can release or extend
+/// it; a release from any other instance deletes nothing. Locks are not reentrant: a second
+/// try by the same owner on a key it holds returns `false`.
+///
+/// Backends implement the required methods; the provided ones are defined on top of them
+/// and are rarely overridden (except `acquire_lease`, which backends override to pass their
+/// retry settings and local wait queue to [`crate::acquire_with_retry`]).
+#[async_trait]
+pub trait Lock: Send + Sync + fmt::Debug {
+    /// One attempt to take `key` for `ttl`; `Ok(None)` when someone else holds it.
+    ///
+    /// A zero ttl, or one above the backend's maximum, fails with a bad-request error.
+    async fn try_acquire_lease(&self, ctx: &Context, key: &str, ttl: Duration)
+    -> Result<Option<Lease>>;
+
+    /// Takes `key` for `ttl`, retrying until `timeout`; fails with `LOCK_TIMEOUT`
+    /// (kind conflict, `details.key`) when the lock stays taken. At least one attempt is
+    /// made, even with a zero timeout.
+    async fn acquire_lease(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<Lease>;
+
+    /// Releases `key` if this instance holds it. `Ok(true)` when this owner's lock was
+    /// deleted, `Ok(false)` when there was nothing of ours to delete (never taken, expired,
+    /// already released, or held by another owner, whose lock is left untouched).
+    async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool>;
+
+    /// Extends this owner's lock on `key` to expire `ttl` from now; `Ok(None)` when the
+    /// lock is no longer ours.
+    async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>>;
+
+    /// Looks at `key` without changing it.
+    async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo>;
+
+    /// One attempt to take `key` for `ttl`: `true` when acquired, `false` on contention.
+    async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+        Ok(self.try_acquire_lease(ctx, key, ttl).await?.is_some())
+    }
+
+    /// Takes `key` for `ttl`, waiting at most `timeout` (`LOCK_TIMEOUT` otherwise).
+    async fn acquire_lock(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.acquire_lease(ctx, key, ttl, timeout).await.map(|_| ())
+    }
+
+    /// Releases `key` if held by this instance; idempotent, never touches another owner's
+    /// lock.
+    async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
+        self.release_owned(ctx, key).await.map(|_| ())
+    }
+
+    /// Extends this owner's lock; `false` when it is no longer ours.
+    async fn extend_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+        Ok(self.extend_lease(ctx, key, ttl).await?.is_some())
+    }
+}
+
+macro_rules! forward_lock {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: Lock + ?Sized> Lock for $ty {
+            async fn try_acquire_lease(
+                &self,
+                ctx: &Context,
+                key: &str,
+                ttl: Duration,
+            ) -> Result<Option<Lease>> {
+                (**self).try_acquire_lease(ctx, key, ttl).await
+            }
+            async fn acquire_lease(
+                &self,
+                ctx: &Context,
+                key: &str,
+                ttl: Duration,
+                timeout: Duration,
+            ) -> Result<Lease> {
+                (**self).acquire_lease(ctx, key, ttl, timeout).await
+            }
+            async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
+                (**self).release_owned(ctx, key).await
+            }
+            async fn extend_lease(
+                &self,
+                ctx: &Context,
+                key: &str,
+                ttl: Duration,
+            ) -> Result<Option<Lease>> {
+                (**self).extend_lease(ctx, key, ttl).await
+            }
+            async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo> {
+                (**self).inspect_lock(ctx, key).await
+            }
+            async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+                (**self).try_acquire_lock(ctx, key, ttl).await
+            }
+            async fn acquire_lock(
+                &self,
+                ctx: &Context,
+                key: &str,
+                ttl: Duration,
+                timeout: Duration,
+            ) -> Result<()> {
+                (**self).acquire_lock(ctx, key, ttl, timeout).await
+            }
+            async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
+                (**self).release_lock(ctx, key).await
+            }
+            async fn extend_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+                (**self).extend_lock(ctx, key, ttl).await
+            }
+        }
+    };
+}
+
+forward_lock!(Arc<T>);
+forward_lock!(Box<T>);
