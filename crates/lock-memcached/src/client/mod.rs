@@ -1,0 +1,1 @@
+//! The meta-protocol client (being written).
