@@ -54,8 +54,9 @@ impl ConfigParams {
     }
 
     /// Parses `"a=1;b=2"`: splits on `;`, then at the first `=`; trims keys and values;
-    /// skips empty tokens. A token without `=` is a key with an empty value; a token that
-    /// starts with `=` has an empty key and is skipped.
+    /// skips empty tokens. A token without `=` is a key with an empty value. As in the
+    /// Pip.Services originals, an `=` at position 0 does not split: the whole token
+    /// (`=z`) is the key, with an empty value.
     ///
     /// ```
     /// use commons::ConfigParams;
@@ -63,7 +64,8 @@ impl ConfigParams {
     /// assert_eq!(c.get("a"), Some("1"));
     /// assert_eq!(c.get("b"), Some("x=y"));
     /// assert_eq!(c.get("c"), Some(""));
-    /// assert_eq!(c.len(), 3);
+    /// assert_eq!(c.get("=z"), Some(""));
+    /// assert_eq!(c.len(), 4);
     /// ```
     pub fn from_string(line: &str) -> Self {
         let mut config = ConfigParams::new();
@@ -73,12 +75,9 @@ impl ConfigParams {
                 continue;
             }
             let (key, value) = match token.find('=') {
-                Some(pos) => (token[..pos].trim(), token[pos + 1..].trim()),
-                None => (token, ""),
+                Some(pos) if pos > 0 => (token[..pos].trim(), token[pos + 1..].trim()),
+                _ => (token, ""),
             };
-            if key.is_empty() {
-                continue;
-            }
             config.set(key, value);
         }
         config
@@ -174,7 +173,9 @@ impl ConfigParams {
 
     /// The value of `key` as a float, or `default` when missing or unparsable.
     pub fn get_as_float_with_default(&self, key: &str, default: f64) -> f64 {
-        self.get(key).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+        self.get(key)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default)
     }
 
     /// The value of `key` as a boolean (`true/false`, `yes/no`, `1/0`, `on/off`, any case),
@@ -202,9 +203,11 @@ impl ConfigParams {
     pub fn get_parsed<T: FromStr>(&self, key: &str) -> Result<Option<T>> {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) => raw.trim().parse::<T>().map(Some).map_err(|_| {
-                Error::bad_config_value(key, raw, std::any::type_name::<T>())
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse::<T>()
+                .map(Some)
+                .map_err(|_| Error::bad_config_value(key, raw, std::any::type_name::<T>())),
         }
     }
 
@@ -254,8 +257,7 @@ impl ConfigParams {
                 Some(pos) if pos > 0 => &key[..pos],
                 _ => key.as_str(),
             };
-            if names.last().map(String::as_str) != Some(name) && !names.iter().any(|n| n == name)
-            {
+            if names.last().map(String::as_str) != Some(name) && !names.iter().any(|n| n == name) {
                 names.push(name.to_string());
             }
         }
@@ -265,7 +267,11 @@ impl ConfigParams {
     /// Adds every key of `section` under `name.` (an empty name adds them at the top).
     pub fn add_section(&mut self, name: &str, section: &ConfigParams) {
         for (k, v) in &section.values {
-            let key = if name.is_empty() { k.clone() } else { format!("{name}.{k}") };
+            let key = if name.is_empty() {
+                k.clone()
+            } else {
+                format!("{name}.{k}")
+            };
             self.values.insert(key, v.clone());
         }
     }
@@ -286,8 +292,9 @@ impl ConfigParams {
 }
 
 impl fmt::Debug for ConfigParams {
-    /// Values of keys that look secret (`password`, `secret`, `token`, `key` endings) are
-    /// masked so configurations can be logged.
+    /// Values of keys that look secret are masked so configurations can be logged: keys
+    /// whose last dotted segment (any case) ends in `password`, `secret` or `token`, or is
+    /// `pass`, `pwd`, `access_key`, `secret_key` or `api_key`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (k, v) in &self.values {
@@ -339,7 +346,13 @@ macro_rules! config_params {
 
 fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-    matches!(last.as_str(), "password" | "pass" | "secret" | "token" | "access_key" | "secret_key")
+    last.ends_with("password")
+        || last.ends_with("secret")
+        || last.ends_with("token")
+        || matches!(
+            last.as_str(),
+            "pass" | "pwd" | "access_key" | "secret_key" | "api_key"
+        )
 }
 
 fn parse_integer(raw: &str) -> Option<i64> {
@@ -373,7 +386,13 @@ fn json_type_name(value: &serde_json::Value) -> &'static str {
 }
 
 fn flatten_json(prefix: &str, value: &serde_json::Value, out: &mut ConfigParams) {
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {

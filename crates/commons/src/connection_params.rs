@@ -42,7 +42,10 @@ impl ConnectionParams {
 
     /// The host, falling back to `ip`.
     pub fn host(&self) -> Option<&str> {
-        self.values.get("host").or_else(|| self.values.get("ip")).filter(|h| !h.trim().is_empty())
+        self.values
+            .get("host")
+            .or_else(|| self.values.get("ip"))
+            .filter(|h| !h.trim().is_empty())
     }
 
     /// Sets the host.
@@ -82,7 +85,9 @@ impl ConnectionParams {
 
     /// The discovery key, if given.
     pub fn discovery_key(&self) -> Option<&str> {
-        self.values.get("discovery_key").filter(|k| !k.trim().is_empty())
+        self.values
+            .get("discovery_key")
+            .filter(|k| !k.trim().is_empty())
     }
 
     /// Whether the connection must be resolved through discovery.
@@ -107,13 +112,17 @@ impl ConnectionParams {
 
     /// `self` with every key of `other` laid over it (other wins).
     pub fn merged_with(&self, other: &ConnectionParams) -> ConnectionParams {
-        ConnectionParams { values: self.values.override_with(&other.values) }
+        ConnectionParams {
+            values: self.values.override_with(&other.values),
+        }
     }
 }
 
 impl fmt::Debug for ConnectionParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // ConfigParams' Debug masks secrets.
-        f.debug_tuple("ConnectionParams").field(&self.values).finish()
+        f.debug_tuple("ConnectionParams")
+            .field(&self.values)
+            .finish()
     }
 }

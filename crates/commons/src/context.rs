@@ -27,7 +27,9 @@ impl Context {
 
     /// A context carrying `trace_id`.
     pub fn with_trace_id(trace_id: impl Into<Arc<str>>) -> Self {
-        Context { trace_id: Some(trace_id.into()) }
+        Context {
+            trace_id: Some(trace_id.into()),
+        }
     }
 
     /// The trace id, if any.

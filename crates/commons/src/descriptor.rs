@@ -29,7 +29,11 @@ pub struct Descriptor {
 
 fn field(value: &str) -> Option<String> {
     let value = value.trim();
-    if value.is_empty() || value == "*" { None } else { Some(value.to_string()) }
+    if value.is_empty() || value == "*" {
+        None
+    } else {
+        Some(value.to_string())
+    }
 }
 
 impl Descriptor {
@@ -59,7 +63,9 @@ impl Descriptor {
             )
             .with_detail("descriptor", value));
         }
-        Ok(Descriptor::new(parts[0], parts[1], parts[2], parts[3], parts[4]))
+        Ok(Descriptor::new(
+            parts[0], parts[1], parts[2], parts[3], parts[4],
+        ))
     }
 
     /// The group (`None` for a wildcard).

@@ -179,9 +179,11 @@ impl Error {
 
     /// A configuration error naming the offending key and value.
     pub fn bad_config_value(key: &str, value: &str, expected: &str) -> Self {
-        Self::config(format!("configuration key '{key}' has value '{value}': expected {expected}"))
-            .with_detail("key", key)
-            .with_detail("value", value)
+        Self::config(format!(
+            "configuration key '{key}' has value '{value}': expected {expected}"
+        ))
+        .with_detail("key", key)
+        .with_detail("value", value)
     }
 
     /// A bad argument from the caller.
@@ -273,7 +275,8 @@ impl Error {
 
     /// Whether repeating the same operation may succeed and is safe.
     pub fn is_retryable(&self) -> bool {
-        self.retryable.unwrap_or_else(|| self.kind.default_retryable())
+        self.retryable
+            .unwrap_or_else(|| self.kind.default_retryable())
     }
 }
 
@@ -324,4 +327,3 @@ impl fmt::Debug for Error {
         d.finish()
     }
 }
-

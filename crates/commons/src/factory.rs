@@ -42,7 +42,10 @@ pub struct FactoryRegistry {
 impl FactoryRegistry {
     /// An empty factory named `name` (the name appears in diagnostics).
     pub fn new(name: impl Into<String>) -> Self {
-        FactoryRegistry { name: name.into(), registrations: Vec::new() }
+        FactoryRegistry {
+            name: name.into(),
+            registrations: Vec::new(),
+        }
     }
 
     /// Registers a constructor for components matching `descriptor`.
@@ -62,7 +65,11 @@ impl fmt::Debug for FactoryRegistry {
             .field("name", &self.name)
             .field(
                 "descriptors",
-                &self.registrations.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>(),
+                &self
+                    .registrations
+                    .iter()
+                    .map(|(d, _)| d.to_string())
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -74,7 +81,12 @@ impl Factory for FactoryRegistry {
     }
 
     fn create(&self, locator: &Descriptor) -> Result<Component> {
-        match self.registrations.iter().rev().find(|(d, _)| d.matches(locator)) {
+        match self
+            .registrations
+            .iter()
+            .rev()
+            .find(|(d, _)| d.matches(locator))
+        {
             Some((_, constructor)) => constructor(locator),
             None => Err(cannot_create(locator, &self.descriptors())),
         }
@@ -87,7 +99,11 @@ impl Factory for FactoryRegistry {
 
 /// The `CANNOT_CREATE` error, listing the descriptors that are known.
 pub fn cannot_create(locator: &Descriptor, known: &[Descriptor]) -> Error {
-    let known_list = known.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let known_list = known
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     Error::new(
         ErrorKind::Creation,
         codes::CANNOT_CREATE,

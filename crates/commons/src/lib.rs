@@ -4,22 +4,32 @@
 
 mod config_params;
 mod connection_params;
+mod connection_resolver;
+mod container;
 mod context;
 mod descriptor;
 mod discovery;
+mod discovery_factory;
 pub mod error;
 mod factory;
 mod lifecycle;
 mod memory_discovery;
+mod opener;
 mod references;
 
 pub use config_params::ConfigParams;
 pub use connection_params::ConnectionParams;
+pub use connection_resolver::{ConnectionResolver, DEFAULT_PORT, no_connection_error};
+pub use container::Container;
 pub use context::Context;
 pub use descriptor::Descriptor;
 pub use discovery::Discovery;
+pub use discovery_factory::{
+    DISCOVERY_FACTORY_DESCRIPTOR, DefaultDiscoveryFactory, MEMORY_DISCOVERY_DESCRIPTOR,
+};
 pub use error::{Error, ErrorKind, Result, codes};
 pub use factory::{Factory, FactoryRegistry, cannot_create};
 pub use lifecycle::{Configurable, Openable, Referenceable, Unreferenceable};
 pub use memory_discovery::MemoryDiscovery;
+pub use opener::{Closer, Opener};
 pub use references::{Component, References};

@@ -41,8 +41,10 @@ impl MemoryDiscovery {
         d
     }
 
+    /// Replaces the table with what `config` holds, so configuring twice with the same
+    /// configuration does not list every connection twice.
     fn load(&self, config: &ConfigParams) {
-        let mut items = self.items.write().unwrap_or_else(|p| p.into_inner());
+        let mut loaded: BTreeMap<String, Vec<ConnectionParams>> = BTreeMap::new();
         for name in config.get_section_names() {
             let section = config.get_section(&name);
             let params = if section.is_empty() {
@@ -51,12 +53,18 @@ impl MemoryDiscovery {
             } else {
                 section
             };
-            items.entry(name).or_default().push(ConnectionParams::from_config(params));
+            loaded
+                .entry(name)
+                .or_default()
+                .push(ConnectionParams::from_config(params));
         }
+        *self.items.write().unwrap_or_else(|p| p.into_inner()) = loaded;
     }
 }
 
 impl Configurable for MemoryDiscovery {
+    /// Replaces every entry (including ones added by [`Discovery::register`]) with the
+    /// connections `config` lists.
     fn configure(&self, config: &ConfigParams) -> Result<()> {
         self.load(config);
         Ok(())
@@ -65,7 +73,12 @@ impl Configurable for MemoryDiscovery {
 
 #[async_trait]
 impl Discovery for MemoryDiscovery {
-    async fn register(&self, _ctx: &Context, key: &str, connection: ConnectionParams) -> Result<()> {
+    async fn register(
+        &self,
+        _ctx: &Context,
+        key: &str,
+        connection: ConnectionParams,
+    ) -> Result<()> {
         let mut items = self.items.write().unwrap_or_else(|p| p.into_inner());
         items.entry(key.to_string()).or_default().push(connection);
         Ok(())

@@ -35,12 +35,17 @@ impl Component {
     pub fn new<T: Any + Send + Sync>(instance: Arc<T>) -> Self {
         let mut interfaces: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = HashMap::new();
         interfaces.insert(TypeId::of::<Arc<T>>(), Arc::new(instance.clone()));
-        Component { instance, type_name: std::any::type_name::<T>(), interfaces }
+        Component {
+            instance,
+            type_name: std::any::type_name::<T>(),
+            interfaces,
+        }
     }
 
     /// Exposes the component as the trait object `I` (pass the same instance, coerced).
     pub fn expose<I: ?Sized + Send + Sync + 'static>(mut self, as_interface: Arc<I>) -> Self {
-        self.interfaces.insert(TypeId::of::<Arc<I>>(), Arc::new(as_interface));
+        self.interfaces
+            .insert(TypeId::of::<Arc<I>>(), Arc::new(as_interface));
         self
     }
 
@@ -64,7 +69,8 @@ impl Component {
 
     /// Whether the component is this very instance.
     pub fn is_same<T: Any + Send + Sync>(&self, instance: &Arc<T>) -> bool {
-        self.get::<T>().is_some_and(|mine| Arc::ptr_eq(&mine, instance))
+        self.get::<T>()
+            .is_some_and(|mine| Arc::ptr_eq(&mine, instance))
     }
 }
 
@@ -139,13 +145,18 @@ impl References {
 
     /// Registers `component` under `descriptor`.
     pub fn put(&self, descriptor: Descriptor, component: Component) {
-        self.write().push(Entry { descriptor, component });
+        self.write().push(Entry {
+            descriptor,
+            component,
+        });
     }
 
     /// Removes the newest component matching `locator` and returns it.
     pub fn remove(&self, locator: &Descriptor) -> Option<Component> {
         let mut entries = self.write();
-        let pos = entries.iter().rposition(|e| e.descriptor.matches(locator))?;
+        let pos = entries
+            .iter()
+            .rposition(|e| e.descriptor.matches(locator))?;
         Some(entries.remove(pos).component)
     }
 
@@ -161,6 +172,37 @@ impl References {
             }
         }
         removed
+    }
+
+    /// Removes the registration of this very component (same instance, whatever its
+    /// descriptor); returns whether it was registered. Other components registered under a
+    /// matching descriptor are left alone.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use commons::{Component, Descriptor, References};
+    ///
+    /// let refs = References::new();
+    /// let d = Descriptor::new("g", "t", "k", "n", "1.0");
+    /// let first = Component::new(Arc::new(1_u32));
+    /// refs.put(d.clone(), first.clone());
+    /// refs.put(d, Component::new(Arc::new(2_u32)));
+    /// assert!(refs.remove_component(&first));
+    /// assert_eq!(refs.len(), 1);
+    /// assert!(!refs.remove_component(&first));
+    /// ```
+    pub fn remove_component(&self, component: &Component) -> bool {
+        let mut entries = self.write();
+        match entries
+            .iter()
+            .rposition(|e| Arc::ptr_eq(e.component.instance(), component.instance()))
+        {
+            Some(pos) => {
+                entries.remove(pos);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every component matching `locator` that exposes `I`, newest first.
@@ -182,7 +224,11 @@ impl References {
         locator: &Descriptor,
     ) -> Result<Vec<Arc<I>>> {
         let found = self.get_optional::<I>(locator);
-        if found.is_empty() { Err(reference_error::<I>(locator)) } else { Ok(found) }
+        if found.is_empty() {
+            Err(reference_error::<I>(locator))
+        } else {
+            Ok(found)
+        }
     }
 
     /// The newest component matching `locator` that exposes `I`.
@@ -203,17 +249,24 @@ impl References {
         &self,
         locator: &Descriptor,
     ) -> Result<Arc<I>> {
-        self.get_one_optional::<I>(locator).ok_or_else(|| reference_error::<I>(locator))
+        self.get_one_optional::<I>(locator)
+            .ok_or_else(|| reference_error::<I>(locator))
     }
 
     /// Every registered component with its descriptor, oldest first.
     pub fn get_all(&self) -> Vec<(Descriptor, Component)> {
-        self.read().iter().map(|e| (e.descriptor.clone(), e.component.clone())).collect()
+        self.read()
+            .iter()
+            .map(|e| (e.descriptor.clone(), e.component.clone()))
+            .collect()
     }
 
     /// Every component exposing `I`, oldest first (used to open in order).
     pub fn get_all_as<I: ?Sized + Send + Sync + 'static>(&self) -> Vec<Arc<I>> {
-        self.read().iter().filter_map(|e| e.component.get::<I>()).collect()
+        self.read()
+            .iter()
+            .filter_map(|e| e.component.get::<I>())
+            .collect()
     }
 
     /// How many components are registered.
