@@ -1,6 +1,46 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
-#![allow(dead_code)] // while the lock layer is being written on top of the client
 
 mod client;
+mod config;
+mod factory;
+mod key;
+mod lock;
+mod value;
+
+pub use config::{KeyDistribution, MemcachedLockConfig, ProtocolMode};
+pub use factory::{
+    memcached_factory_descriptor, memcached_lock_descriptor, memcached_lock_factory,
+    register_memcached_lock,
+};
+pub use lock::{MemcachedLock, ServerStatus, TOO_MANY_LOCKS};
+
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::client::{ReplyShape, parse};
+
+    /// Parses `input` as the reply to each kind of request in turn, the way a connection
+    /// does: repeatedly from the front while whole replies are available. Must never panic.
+    pub fn parse_replies(input: &[u8]) {
+        let shapes = [
+            ReplyShape::Set { opaque: 1 },
+            ReplyShape::Delete { opaque: 1 },
+            ReplyShape::Get { opaque: 1 },
+            ReplyShape::Noop,
+            ReplyShape::Version,
+            ReplyShape::Stats,
+        ];
+        for shape in shapes {
+            let mut rest = input;
+            while let Ok(Some((_, consumed))) = parse(rest, shape) {
+                assert!(
+                    consumed > 0 && consumed <= rest.len(),
+                    "parser consumed {consumed}"
+                );
+                rest = &rest[consumed..];
+            }
+        }
+    }
+}

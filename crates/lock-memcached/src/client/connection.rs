@@ -1,0 +1,439 @@
+//! One pipelined connection: a tokio task owns the socket, callers talk to it over a channel.
+//!
+//! Callers send a request and a reply channel; the task drains everything queued, encodes it
+//! into one buffer, writes it with as few syscalls as the socket allows, and pairs replies
+//! with requests strictly in order (a `VecDeque` of pending requests, each checked against
+//! its opaque token). A caller that gives up never shifts anyone else's reply: its reply is
+//! still read, and thrown away.
+//!
+//! Every request has a send state shared between caller and task: `QUEUED` until the task
+//! commits its bytes to the write buffer (`SENT`), or `ABANDONED` when the caller gave up
+//! first. The task never writes an abandoned request, and the caller can therefore tell a
+//! timeout that sent nothing (safe to retry) from one whose outcome is unknown.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use commons::{Error, ErrorKind, codes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::codec::{ProtocolError, Reply, ReplyShape, Request, parse_with_limit};
+use super::server::ServerIdentity;
+
+const QUEUED: u8 = 0;
+const SENT: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// Stop taking new requests into the write buffer while this much is still unwritten.
+const WRITE_BACKLOG: usize = 256 * 1024;
+
+type ReplySender = oneshot::Sender<Result<Reply, Error>>;
+
+struct Command {
+    req: Request,
+    state: Arc<AtomicU8>,
+    reply: ReplySender,
+}
+
+struct Pending {
+    shape: ReplyShape,
+    command: &'static str,
+    reply: ReplySender,
+}
+
+#[derive(Debug)]
+struct Shared {
+    alive: AtomicBool,
+    in_flight: AtomicUsize,
+    last_used: Mutex<Instant>,
+    close: Notify,
+}
+
+/// A handle to one connection's task. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    address: Arc<str>,
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    identity: Option<ServerIdentity>,
+}
+
+/// A request handed to the connection; await its reply with [`PendingReply::wait`].
+/// Dropping it abandons the request (it is not written if it was not already).
+#[derive(Debug)]
+pub(crate) struct PendingReply {
+    rx: oneshot::Receiver<Result<Reply, Error>>,
+    state: Arc<AtomicU8>,
+    address: Arc<str>,
+}
+
+impl PendingReply {
+    /// Waits for the reply (not bounded: wrap it in a timeout).
+    pub(crate) async fn wait(&mut self) -> Result<Reply, Error> {
+        match (&mut self.rx).await {
+            Ok(result) => result,
+            // The task ended without answering: classify by whether the bytes went out.
+            Err(_) => Err(if self.state.load(Ordering::Acquire) == SENT {
+                outcome_unknown(&self.address, "the connection task ended")
+            } else {
+                not_sent(&self.address, "the connection task ended")
+            }),
+        }
+    }
+
+    /// Whether the request's bytes were committed to the socket.
+    #[cfg_attr(not(test), allow(dead_code))] // used by the client's own tests
+    pub(crate) fn is_sent(&self) -> bool {
+        self.state.load(Ordering::Acquire) == SENT
+    }
+
+    /// Gives up on the request. Returns `true` when its bytes were already committed to the
+    /// socket (its outcome is unknown), `false` when it is now guaranteed never to be sent.
+    pub(crate) fn abandon(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => false,
+            Err(state) => state == SENT,
+        }
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+impl Connection {
+    /// Connects (bounded by `connect_timeout`), sets TCP_NODELAY and starts the task.
+    pub(crate) async fn open(
+        address: Arc<str>,
+        connect_timeout: Duration,
+        max_value: usize,
+    ) -> Result<Connection, Error> {
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(&*address))
+            .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                return Err(Error::new(
+                    ErrorKind::Connection,
+                    codes::CONNECTION_FAILED,
+                    format!("cannot connect to memcached at {address}: {e}"),
+                )
+                .with_detail("server", &address)
+                .with_source(e));
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Connection,
+                    codes::CONNECTION_FAILED,
+                    format!(
+                        "connecting to memcached at {address} did not finish within {connect_timeout:?}"
+                    ),
+                )
+                .with_detail("server", &address));
+            }
+        };
+        stream.set_nodelay(true).map_err(|e| {
+            Error::new(
+                ErrorKind::Connection,
+                codes::CONNECTION_FAILED,
+                format!("cannot set TCP_NODELAY on the connection to {address}: {e}"),
+            )
+            .with_detail("server", &address)
+            .with_source(e)
+        })?;
+        let shared = Arc::new(Shared {
+            alive: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+            close: Notify::new(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let max_value = max_value.max(super::codec::DEFAULT_MAX_VALUE);
+        tokio::spawn(run(stream, rx, shared.clone(), address.clone(), max_value));
+        Ok(Connection {
+            address,
+            tx,
+            shared,
+            identity: None,
+        })
+    }
+
+    /// The server address this connection talks to.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The identity probed when the connection was made.
+    pub(crate) fn identity(&self) -> Option<ServerIdentity> {
+        self.identity
+    }
+
+    pub(crate) fn set_identity(&mut self, identity: ServerIdentity) {
+        self.identity = Some(identity);
+    }
+
+    /// Whether the task still runs and the socket is usable.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.shared.alive.load(Ordering::Acquire)
+    }
+
+    /// Requests queued or awaiting their reply.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// How long since the last request was handed to this connection.
+    pub(crate) fn idle_for(&self, now: Instant) -> Duration {
+        let last = *self
+            .shared
+            .last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        now.saturating_duration_since(last)
+    }
+
+    /// Closes the socket; in-flight requests fail (written ones as outcome unknown).
+    pub(crate) fn close(&self) {
+        self.shared.alive.store(false, Ordering::Release);
+        self.shared.close.notify_one();
+    }
+
+    /// Queues `req`. Fails at once (nothing sent) when the connection is dead.
+    pub(crate) fn send(&self, req: Request) -> Result<PendingReply, Error> {
+        if !self.is_alive() {
+            return Err(not_sent(&self.address, "the connection is closed"));
+        }
+        if let Some(key) = req.key()
+            && !key.is_safe()
+        {
+            // Defence in depth: keys are validated before they get here.
+            return Err(Error::bad_request(
+                codes::BAD_KEY,
+                "key is empty, longer than 250 bytes, or contains whitespace or control characters",
+            ));
+        }
+        *self
+            .shared
+            .last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let (reply, rx) = oneshot::channel();
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self
+            .tx
+            .send(Command {
+                req,
+                state: state.clone(),
+                reply,
+            })
+            .is_err()
+        {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(not_sent(&self.address, "the connection is closed"));
+        }
+        Ok(PendingReply {
+            rx,
+            state,
+            address: self.address.clone(),
+        })
+    }
+
+    /// Sends `req` and waits for its reply (unbounded: callers add their own timeout).
+    #[cfg_attr(not(test), allow(dead_code))] // used by the client's own tests
+    pub(crate) async fn call(&self, req: Request) -> Result<Reply, Error> {
+        self.send(req)?.wait().await
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn not_sent(address: &str, why: &str) -> Error {
+    Error::new(
+        ErrorKind::Connection,
+        codes::CONNECTION_FAILED,
+        format!("request to memcached at {address} not sent: {why}"),
+    )
+    .with_detail("server", address)
+}
+
+fn outcome_unknown(address: &str, why: &str) -> Error {
+    Error::new(
+        ErrorKind::OutcomeUnknown,
+        codes::OUTCOME_UNKNOWN,
+        format!("request to memcached at {address} was sent but no reply came ({why}): it may or may not have taken effect"),
+    )
+    .with_detail("server", address)
+    .with_retryable(false)
+}
+
+fn protocol_error(address: &str, e: ProtocolError) -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        codes::PROTOCOL_ERROR,
+        format!("memcached at {address}: {}", e.message()),
+    )
+    .with_detail("server", address)
+    .with_source(e)
+}
+
+/// Why the task stopped; decides how the requests still pending are failed.
+enum Exit {
+    /// All handles dropped and nothing pending.
+    Done,
+    /// Socket error, EOF, protocol error or close: pending requests fail.
+    Broken(String),
+    Protocol(ProtocolError),
+}
+
+async fn run(
+    stream: TcpStream,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    address: Arc<str>,
+    max_value: usize,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut wbuf: Vec<u8> = Vec::with_capacity(4096);
+    let mut wpos = 0usize;
+    let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut opaque: u32 = 0;
+    let mut rx_open = true;
+
+    let exit = 'task: loop {
+        if !rx_open && pending.is_empty() && wpos == wbuf.len() {
+            break Exit::Done;
+        }
+        tokio::select! {
+            biased;
+            _ = shared.close.notified() => break Exit::Broken("closed by the client".into()),
+            read = rd.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) => break Exit::Broken("the server closed the connection".into()),
+                    Ok(_) => {}
+                    Err(e) => break Exit::Broken(format!("read failed: {e}")),
+                }
+                let mut pos = 0;
+                while let Some(front) = pending.front() {
+                    match parse_with_limit(&rbuf[pos..], front.shape, max_value) {
+                        Ok(Some((reply, used))) => {
+                            pos += used;
+                            let poison = reply.poisons_stream();
+                            let what = front.command;
+                            if let Some(p) = pending.pop_front() {
+                                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                                // The caller may have given up: its reply is discarded.
+                                let _ = p.reply.send(Ok(reply));
+                            }
+                            if poison {
+                                // CLIENT_ERROR / ERROR may be followed by lines we cannot pair.
+                                break 'task Exit::Broken(format!(
+                                    "the server answered an error to {what}; the stream cannot be trusted"
+                                ));
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => break 'task Exit::Protocol(e),
+                    }
+                }
+                if pending.is_empty() && pos < rbuf.len() {
+                    break Exit::Protocol(ProtocolError::new("unsolicited bytes from the server"));
+                }
+                rbuf.drain(..pos);
+            }
+            written = wr.write(&wbuf[wpos..]), if wpos < wbuf.len() => {
+                match written {
+                    Ok(0) => break Exit::Broken("the socket accepts no more bytes".into()),
+                    Ok(n) => {
+                        wpos += n;
+                        if wpos == wbuf.len() {
+                            wbuf.clear();
+                            wpos = 0;
+                        }
+                    }
+                    Err(e) => break Exit::Broken(format!("write failed: {e}")),
+                }
+            }
+            cmd = rx.recv(), if rx_open && wbuf.len() - wpos < WRITE_BACKLOG => {
+                let Some(cmd) = cmd else {
+                    rx_open = false;
+                    continue;
+                };
+                let mut next = Some(cmd);
+                // Batch everything already queued into one buffer.
+                while let Some(cmd) = next.take() {
+                    enqueue(cmd, &mut opaque, &mut wbuf, &mut pending, &shared);
+                    if wbuf.len() - wpos >= WRITE_BACKLOG {
+                        break;
+                    }
+                    next = rx.try_recv().ok();
+                }
+            }
+        }
+    };
+
+    shared.alive.store(false, Ordering::Release);
+    let why = match exit {
+        Exit::Done => return,
+        Exit::Broken(why) => why,
+        Exit::Protocol(e) => {
+            // The head of the queue gets the protocol error itself; the rest are unknown.
+            let why = e.message().to_string();
+            if let Some(p) = pending.pop_front() {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                let _ = p.reply.send(Err(protocol_error(&address, e)));
+            }
+            why
+        }
+    };
+    for p in pending.drain(..) {
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let _ = p.reply.send(Err(outcome_unknown(&address, &why)));
+    }
+    rx.close();
+    while let Ok(cmd) = rx.try_recv() {
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let _ = cmd.reply.send(Err(not_sent(&address, &why)));
+    }
+    let _ = wr.shutdown().await;
+}
+
+fn enqueue(
+    cmd: Command,
+    opaque: &mut u32,
+    wbuf: &mut Vec<u8>,
+    pending: &mut VecDeque<Pending>,
+    shared: &Shared,
+) {
+    // Commit the request, unless its caller already gave up (then nothing is written).
+    if cmd
+        .state
+        .compare_exchange(QUEUED, SENT, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    *opaque = opaque.wrapping_add(1);
+    cmd.req.encode(*opaque, wbuf);
+    pending.push_back(Pending {
+        shape: cmd.req.shape(*opaque),
+        command: cmd.req.command_name(),
+        reply: cmd.reply,
+    });
+}

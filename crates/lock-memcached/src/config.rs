@@ -1,0 +1,275 @@
+//! The typed configuration of [`crate::MemcachedLock`], parsed once in `configure`.
+
+use std::time::Duration;
+
+use commons::{ConfigParams, Error, Result};
+
+use crate::client::{ClientOptions, Distribution};
+
+/// How keys are spread over several servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDistribution {
+    /// Consistent hashing (ketama): adding or removing a server moves about 1/N of the keys.
+    Ketama,
+    /// CRC32 of the key modulo the number of servers, as the Go original's client does, so a
+    /// mixed fleet agrees on where each lock lives.
+    Modula,
+}
+
+/// Which memcached protocol the lock speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolMode {
+    /// Meta commands when the server is 1.6.13 or newer (the only mode implemented today).
+    Auto,
+    /// Meta commands; servers older than 1.6.13 are refused at open.
+    Meta,
+    /// The classic text protocol (not implemented yet: refused with `UNSUPPORTED`).
+    Classic,
+}
+
+/// Every option `MemcachedLock` reads from `options.*`, with its default.
+///
+/// Times are milliseconds except `max_expiration`, which is seconds (as in every original).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemcachedLockConfig {
+    /// `options.max_size` (1000): how many locks one instance may hold at once; an acquire
+    /// beyond it fails with a bad-request error instead of growing the lease table.
+    pub max_size: usize,
+    /// `options.max_key_size` (250, at most 250): longest key on the wire (after prefix and
+    /// base64 encoding).
+    pub max_key_size: usize,
+    /// `options.max_expiration` (2592000 s = 30 days, at most that): the longest ttl.
+    pub max_expiration: Duration,
+    /// `options.max_value` (1048576 bytes): the largest value the client accepts in a reply.
+    pub max_value: usize,
+    /// `options.pool_size` (5): connections per server.
+    pub pool_size: usize,
+    /// `options.reconnect` (10000 ms): the least time between two reconnects of a connection.
+    pub reconnect: Duration,
+    /// `options.retries` (3): retries of operations that are safe to repeat.
+    pub retries: u32,
+    /// `options.timeout` (5000 ms): the bound on every operation (connect, send, reply).
+    pub timeout: Duration,
+    /// `options.connect_timeout` (defaults to `timeout`): the bound on opening a connection.
+    pub connect_timeout: Duration,
+    /// `options.failures` (5): consecutive failures that mark a server down.
+    pub failures: u32,
+    /// `options.retry` (30000 ms): how long a down server is left alone.
+    pub retry: Duration,
+    /// `options.idle` (5000 ms): idle connections are closed after this long.
+    pub idle: Duration,
+    /// `options.retry_timeout` (100 ms): the base interval between acquire attempts.
+    pub retry_timeout: Duration,
+    /// `options.key_prefix` (empty): a namespace put before every key.
+    pub key_prefix: String,
+    /// `options.base64_keys` (false): send keys base64-encoded (meta `b` flag), which allows
+    /// any UTF-8 or binary lock name.
+    pub base64_keys: bool,
+    /// `options.distribution` (`ketama`): `ketama` consistent hashing, or `modula` (CRC32 modulo,
+    /// as the Go original's client) for fleets shared with it.
+    pub distribution: KeyDistribution,
+    /// `options.protocol` (`auto`): `auto`, `meta` or `classic`.
+    pub protocol: ProtocolMode,
+}
+
+impl Default for MemcachedLockConfig {
+    fn default() -> Self {
+        MemcachedLockConfig {
+            max_size: 1000,
+            max_key_size: 250,
+            max_expiration: Duration::from_secs(MAX_EXPIRATION_SECS),
+            max_value: 1_048_576,
+            pool_size: 5,
+            reconnect: Duration::from_millis(10_000),
+            retries: 3,
+            timeout: Duration::from_millis(5_000),
+            connect_timeout: Duration::from_millis(5_000),
+            failures: 5,
+            retry: Duration::from_millis(30_000),
+            idle: Duration::from_millis(5_000),
+            retry_timeout: Duration::from_millis(100),
+            key_prefix: String::new(),
+            base64_keys: false,
+            distribution: KeyDistribution::Ketama,
+            protocol: ProtocolMode::Auto,
+        }
+    }
+}
+
+/// memcached reads a relative ttl above 30 days as an absolute Unix time.
+pub(crate) const MAX_EXPIRATION_SECS: u64 = 2_592_000;
+
+/// The keys of the `options` section, for the unknown-key check.
+const KNOWN_OPTIONS: &[&str] = &[
+    "max_size",
+    "max_key_size",
+    "max_expiration",
+    "max_value",
+    "pool_size",
+    "reconnect",
+    "retries",
+    "timeout",
+    "connect_timeout",
+    "failures",
+    "retry",
+    "idle",
+    "retry_timeout",
+    "key_prefix",
+    "base64_keys",
+    "distribution",
+    "protocol",
+];
+
+impl MemcachedLockConfig {
+    /// Parses `options.*` from `config`; every malformed or unknown option is an error naming
+    /// the key and the value.
+    ///
+    /// ```
+    /// use commons::ConfigParams;
+    /// use lock_memcached::MemcachedLockConfig;
+    ///
+    /// let c = MemcachedLockConfig::from_config(&ConfigParams::from_string(
+    ///     "options.timeout=500;options.pool_size=2",
+    /// ))
+    /// .unwrap();
+    /// assert_eq!(c.timeout.as_millis(), 500);
+    /// assert!(MemcachedLockConfig::from_config(&ConfigParams::from_string("options.pool_sise=2")).is_err());
+    /// ```
+    pub fn from_config(config: &ConfigParams) -> Result<Self> {
+        let options = config.get_section("options");
+        for key in options.keys() {
+            if !KNOWN_OPTIONS.contains(&key) {
+                return Err(Error::config(format!(
+                    "unknown option 'options.{key}'; known options: {}",
+                    KNOWN_OPTIONS.join(", ")
+                ))
+                .with_detail("key", format!("options.{key}")));
+            }
+        }
+        let d = MemcachedLockConfig::default();
+        let ms = |name: &str, default: Duration| -> Result<Duration> {
+            Ok(config
+                .get_millis_strict(&format!("options.{name}"))?
+                .unwrap_or(default))
+        };
+        let positive = |name: &str, default: u64| -> Result<u64> {
+            let key = format!("options.{name}");
+            match config.get_parsed::<u64>(&key)? {
+                Some(0) => Err(Error::bad_config_value(
+                    &key,
+                    "0",
+                    "a number greater than 0",
+                )),
+                Some(v) => Ok(v),
+                None => Ok(default),
+            }
+        };
+
+        let timeout = ms("timeout", d.timeout)?;
+        if timeout.is_zero() {
+            return Err(Error::bad_config_value(
+                "options.timeout",
+                "0",
+                "a timeout above 0 ms",
+            ));
+        }
+        let max_key_size = positive("max_key_size", d.max_key_size as u64)?;
+        if max_key_size > 250 {
+            return Err(Error::bad_config_value(
+                "options.max_key_size",
+                &max_key_size.to_string(),
+                "at most 250 (memcached's key limit)",
+            ));
+        }
+        let max_expiration = positive("max_expiration", MAX_EXPIRATION_SECS)?;
+        if max_expiration > MAX_EXPIRATION_SECS {
+            return Err(Error::bad_config_value(
+                "options.max_expiration",
+                &max_expiration.to_string(),
+                "at most 2592000 seconds (memcached reads longer ttls as absolute times)",
+            ));
+        }
+        let distribution = match config.get("options.distribution").map(str::trim) {
+            None => d.distribution,
+            Some(v) if v.eq_ignore_ascii_case("ketama") || v.eq_ignore_ascii_case("consistent") => {
+                KeyDistribution::Ketama
+            }
+            Some(v) if v.eq_ignore_ascii_case("modula") || v.eq_ignore_ascii_case("crc32") => {
+                KeyDistribution::Modula
+            }
+            Some(v) => {
+                return Err(Error::bad_config_value(
+                    "options.distribution",
+                    v,
+                    "ketama or modula",
+                ));
+            }
+        };
+        let protocol = match config.get("options.protocol").map(str::trim) {
+            None => d.protocol,
+            Some(v) if v.eq_ignore_ascii_case("auto") => ProtocolMode::Auto,
+            Some(v) if v.eq_ignore_ascii_case("meta") => ProtocolMode::Meta,
+            Some(v) if v.eq_ignore_ascii_case("classic") => ProtocolMode::Classic,
+            Some(v) => {
+                return Err(Error::bad_config_value(
+                    "options.protocol",
+                    v,
+                    "auto, meta or classic",
+                ));
+            }
+        };
+        let key_prefix = config
+            .get("options.key_prefix")
+            .unwrap_or_default()
+            .to_string();
+        if key_prefix.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+            return Err(Error::bad_config_value(
+                "options.key_prefix",
+                &key_prefix,
+                "printable ASCII without spaces",
+            ));
+        }
+
+        Ok(MemcachedLockConfig {
+            max_size: positive("max_size", d.max_size as u64)? as usize,
+            max_key_size: max_key_size as usize,
+            max_expiration: Duration::from_secs(max_expiration),
+            max_value: positive("max_value", d.max_value as u64)? as usize,
+            pool_size: positive("pool_size", d.pool_size as u64)?.min(1024) as usize,
+            reconnect: ms("reconnect", d.reconnect)?,
+            retries: config
+                .get_parsed::<u32>("options.retries")?
+                .unwrap_or(d.retries),
+            timeout,
+            connect_timeout: ms("connect_timeout", timeout)?,
+            failures: positive("failures", d.failures as u64)?.min(u32::MAX as u64) as u32,
+            retry: ms("retry", d.retry)?,
+            idle: ms("idle", d.idle)?,
+            retry_timeout: ms("retry_timeout", d.retry_timeout)?,
+            key_prefix,
+            base64_keys: config
+                .get_bool_strict("options.base64_keys")?
+                .unwrap_or(d.base64_keys),
+            distribution,
+            protocol,
+        })
+    }
+
+    pub(crate) fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            pool_size: self.pool_size,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            reconnect: self.reconnect,
+            retries: self.retries,
+            failures: self.failures,
+            retry: self.retry,
+            idle: self.idle,
+            max_value: self.max_value,
+            distribution: match self.distribution {
+                KeyDistribution::Ketama => Distribution::Ketama,
+                KeyDistribution::Modula => Distribution::Modula,
+            },
+        }
+    }
+}
