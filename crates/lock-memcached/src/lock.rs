@@ -395,6 +395,10 @@ impl Lock for MemcachedLock {
             }
         }
         if self.leases.len() >= config.max_size && !self.leases.contains_key(key) {
+            // Leases never released (left to expire) must not fill the table for good.
+            self.forget_expired_leases();
+        }
+        if self.leases.len() >= config.max_size && !self.leases.contains_key(key) {
             return Err(Error::bad_request(
                 TOO_MANY_LOCKS,
                 format!(
@@ -622,6 +626,20 @@ impl Lock for MemcachedLock {
 }
 
 impl MemcachedLock {
+    /// Drops leases whose item memcached has certainly expired: `ttl` rounded up, plus a
+    /// second for its clock, after the validity deadline's start.
+    fn forget_expired_leases(&self) {
+        // An item set just before the reply timed out lives until `acquired_at + timeout +
+        // ttl rounded up` at the latest, plus a second for memcached's clock.
+        let margin = read(&self.config).timeout + GRANULARITY;
+        let now = Instant::now();
+        self.leases.retain(|_, h| {
+            let ttl = h.lease.ttl;
+            let secs = ttl.as_secs().saturating_add(u64::from(ttl.subsec_nanos() > 0));
+            h.lease.acquired_at + Duration::from_secs(secs) + margin > now
+        });
+    }
+
     fn forget(&self, key: &str, token: &str) {
         self.leases.remove_if(key, |_, h| h.lease.token == token);
     }
