@@ -77,7 +77,12 @@ impl LockInfo {
 
     /// A held key.
     pub fn held(held_by_me: bool, remaining_ttl: Option<Duration>, holder: Option<String>) -> Self {
-        LockInfo { held: true, held_by_me, remaining_ttl, holder }
+        LockInfo {
+            held: true,
+            held_by_me,
+            remaining_ttl,
+            holder,
+        }
     }
 }
 
@@ -95,8 +100,12 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// One attempt to take `key` for `ttl`; `Ok(None)` when someone else holds it.
     ///
     /// A zero ttl, or one above the backend's maximum, fails with a bad-request error.
-    async fn try_acquire_lease(&self, ctx: &Context, key: &str, ttl: Duration)
-    -> Result<Option<Lease>>;
+    async fn try_acquire_lease(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>>;
 
     /// Takes `key` for `ttl`, retrying until `timeout`; fails with `LOCK_TIMEOUT`
     /// (kind conflict, `details.key`) when the lock stays taken. At least one attempt is
@@ -184,7 +193,12 @@ macro_rules! forward_lock {
             async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo> {
                 (**self).inspect_lock(ctx, key).await
             }
-            async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+            async fn try_acquire_lock(
+                &self,
+                ctx: &Context,
+                key: &str,
+                ttl: Duration,
+            ) -> Result<bool> {
                 (**self).try_acquire_lock(ctx, key, ttl).await
             }
             async fn acquire_lock(

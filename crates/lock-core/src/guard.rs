@@ -1,0 +1,605 @@
+//! `LockGuard`: a held lease that renews itself and reports when it is lost.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use commons::{Context, Error, ErrorKind, Result, codes};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+
+use crate::{Lease, Lock};
+
+/// Shortest pause between two renewal attempts after a renewal error.
+const MIN_RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// A lock held by this process: a [`Lease`] renewed in the background until released.
+///
+/// * A background task (on the current Tokio runtime) extends the lease every renew
+///   interval (default a third of the ttl; see [`LockGuardBuilder::renew_interval`]).
+/// * The guard is *lost* when a renewal is refused (the backend says the lock is no longer
+///   ours) or when the lease's validity deadline passes without a successful renewal
+///   (renewal errors are retried until then). Watch it with [`LockGuard::is_lost`],
+///   [`LockGuard::lost`] or [`LockGuard::lost_signal`]; after that the protected work must
+///   stop, since another owner may hold the lock.
+/// * [`LockGuard::release`] stops renewing and releases the lock. Dropping the guard
+///   instead never blocks: it stops renewing and spawns a best-effort release on the
+///   current runtime if there is one; otherwise the ttl frees the lock.
+///
+/// A lost guard never calls the backend's release: the key may have been taken again,
+/// and since ownership is per lock instance, releasing it could free a later acquisition
+/// made through the same instance.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use commons::Context;
+/// use lock_core::{Lock, LockGuard, MemoryLock};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> commons::Result<()> {
+/// let ctx = Context::new();
+/// let lock: Arc<dyn Lock> = Arc::new(MemoryLock::new());
+/// let guard = LockGuard::acquire(lock.clone(), &ctx, "orders", Duration::from_secs(3),
+///     Duration::from_secs(1)).await?;
+/// assert!(!guard.is_lost());
+/// assert!(guard.fencing_token().is_some());
+/// // ... protected work; check guard.is_lost() (or select on guard.lost()) as you go ...
+/// assert!(guard.release().await?);
+/// assert!(lock.try_acquire_lock(&ctx, "orders", Duration::from_secs(1)).await?);
+/// # Ok(()) }
+/// ```
+pub struct LockGuard {
+    lock: Arc<dyn Lock>,
+    ctx: Context,
+    key: String,
+    lease: watch::Receiver<Lease>,
+    lost: watch::Receiver<bool>,
+    renewal: Option<JoinHandle<()>>,
+    renew_interval: Duration,
+    released: bool,
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("lease", &*self.lease.borrow())
+            .field("lost", &self.is_lost())
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
+
+/// Options for a [`LockGuard`] before it is acquired.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use commons::Context;
+/// use lock_core::{LockGuard, MemoryLock};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> commons::Result<()> {
+/// let guard = LockGuard::builder(Arc::new(MemoryLock::new()), "report", Duration::from_secs(9))
+///     .renew_interval(Duration::from_secs(2))
+///     .try_acquire(&Context::new())
+///     .await?
+///     .expect("the key is free");
+/// assert_eq!(guard.renew_interval(), Duration::from_secs(2));
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+pub struct LockGuardBuilder {
+    lock: Arc<dyn Lock>,
+    key: String,
+    ttl: Duration,
+    renew_interval: Option<Duration>,
+}
+
+impl fmt::Debug for LockGuardBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuardBuilder")
+            .field("key", &self.key)
+            .field("ttl", &self.ttl)
+            .field("renew_interval", &self.renew_interval)
+            .finish()
+    }
+}
+
+impl LockGuardBuilder {
+    /// How often the lease is extended (default: a third of the ttl). Must be shorter
+    /// than the ttl and not zero.
+    pub fn renew_interval(mut self, interval: Duration) -> Self {
+        self.renew_interval = Some(interval);
+        self
+    }
+
+    fn checked_interval(&self, ctx: &Context) -> Result<(Duration, Handle)> {
+        let interval = self.renew_interval.unwrap_or(self.ttl / 3);
+        if interval.is_zero() || interval >= self.ttl {
+            return Err(Error::bad_request(
+                codes::BAD_TTL,
+                format!(
+                    "the renew interval ({} ms) must be positive and shorter than the ttl ({} ms)",
+                    interval.as_millis(),
+                    self.ttl.as_millis()
+                ),
+            )
+            .with_detail("key", &self.key)
+            .with_detail("ttl_ms", self.ttl.as_millis())
+            .with_context(ctx));
+        }
+        let runtime = Handle::try_current().map_err(|_| {
+            Error::new(
+                ErrorKind::Unsupported,
+                codes::UNSUPPORTED,
+                "a LockGuard renews its lease on a Tokio runtime, and none is running",
+            )
+            .with_detail("key", &self.key)
+            .with_context(ctx)
+        })?;
+        Ok((interval, runtime))
+    }
+
+    /// One attempt; `Ok(None)` when someone else holds the key.
+    pub async fn try_acquire(self, ctx: &Context) -> Result<Option<LockGuard>> {
+        let (interval, runtime) = self.checked_interval(ctx)?;
+        let lease = self
+            .lock
+            .try_acquire_lease(ctx, &self.key, self.ttl)
+            .await?;
+        Ok(lease.map(|lease| LockGuard::start(self, ctx, lease, interval, &runtime)))
+    }
+
+    /// Waits up to `timeout` for the key (`LOCK_TIMEOUT` otherwise).
+    pub async fn acquire(self, ctx: &Context, timeout: Duration) -> Result<LockGuard> {
+        let (interval, runtime) = self.checked_interval(ctx)?;
+        let lease = self
+            .lock
+            .acquire_lease(ctx, &self.key, self.ttl, timeout)
+            .await?;
+        Ok(LockGuard::start(self, ctx, lease, interval, &runtime))
+    }
+}
+
+impl LockGuard {
+    /// Options (the renew interval) for a guard on `key`.
+    pub fn builder(lock: Arc<dyn Lock>, key: &str, ttl: Duration) -> LockGuardBuilder {
+        LockGuardBuilder {
+            lock,
+            key: key.to_owned(),
+            ttl,
+            renew_interval: None,
+        }
+    }
+
+    /// One attempt to take `key` for `ttl`; `Ok(None)` when someone else holds it.
+    pub async fn try_acquire(
+        lock: Arc<dyn Lock>,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>> {
+        Self::builder(lock, key, ttl).try_acquire(ctx).await
+    }
+
+    /// Takes `key` for `ttl`, waiting up to `timeout` (`LOCK_TIMEOUT` otherwise).
+    pub async fn acquire(
+        lock: Arc<dyn Lock>,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<LockGuard> {
+        Self::builder(lock, key, ttl).acquire(ctx, timeout).await
+    }
+
+    fn start(
+        options: LockGuardBuilder,
+        ctx: &Context,
+        lease: Lease,
+        interval: Duration,
+        runtime: &Handle,
+    ) -> LockGuard {
+        let (lease_tx, lease_rx) = watch::channel(lease);
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let renewal = runtime.spawn(renew(
+            options.lock.clone(),
+            ctx.clone(),
+            options.key.clone(),
+            options.ttl,
+            interval,
+            lease_tx,
+            lost_tx,
+        ));
+        LockGuard {
+            lock: options.lock,
+            ctx: ctx.clone(),
+            key: options.key,
+            lease: lease_rx,
+            lost: lost_rx,
+            renewal: Some(renewal),
+            renew_interval: interval,
+            released: false,
+        }
+    }
+
+    /// The key held.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// How often the lease is renewed.
+    pub fn renew_interval(&self) -> Duration {
+        self.renew_interval
+    }
+
+    /// The current lease (updated by every successful renewal).
+    pub fn lease(&self) -> Lease {
+        self.lease.borrow().clone()
+    }
+
+    /// The fencing token of the lease, where the backend provides one.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.lease.borrow().fencing_token
+    }
+
+    /// Whether the lease is lost (renewal refused, or validity deadline passed).
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// A watch that turns `true` when the lease is lost. Its sender is dropped when the
+    /// guard is released or dropped.
+    pub fn lost_signal(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
+    }
+
+    /// Completes when the lease is lost, or once the guard is released or dropped (the
+    /// lock is then no longer held either). Does not borrow the guard.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut lost = self.lost.clone();
+        async move {
+            let _ = lost.wait_for(|lost| *lost).await;
+        }
+    }
+
+    /// Stops renewing and releases the lock: `Ok(true)` when this guard's lock was
+    /// deleted, `Ok(false)` when the lease was already lost (the backend is then not
+    /// called) or the backend found nothing of ours.
+    pub async fn release(mut self) -> Result<bool> {
+        self.released = true;
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+            let _ = renewal.await;
+        }
+        if self.is_lost() {
+            return Ok(false);
+        }
+        self.lock.release_owned(&self.ctx, &self.key).await
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        if self.released || self.is_lost() {
+            return;
+        }
+        if let Ok(runtime) = Handle::try_current() {
+            let lock = self.lock.clone();
+            let ctx = self.ctx.clone();
+            let key = std::mem::take(&mut self.key);
+            // Best effort: an error only means the ttl frees the lock instead.
+            runtime.spawn(async move {
+                let _ = lock.release_owned(&ctx, &key).await;
+            });
+        }
+    }
+}
+
+/// The renewal task: extends the lease every `interval`, retries errors until the lease's
+/// validity deadline, and reports a loss on `lost`.
+async fn renew(
+    lock: Arc<dyn Lock>,
+    ctx: Context,
+    key: String,
+    ttl: Duration,
+    interval: Duration,
+    lease: watch::Sender<Lease>,
+    lost: watch::Sender<bool>,
+) {
+    let (mut valid_until, mut next) = {
+        let current = lease.borrow();
+        (current.valid_until, current.acquired_at + interval)
+    };
+    let retry_pause = (interval / 4).max(MIN_RETRY_PAUSE);
+    loop {
+        sleep_until(next.min(valid_until)).await;
+        if Instant::now() >= valid_until {
+            break;
+        }
+        let outcome = tokio::select! {
+            outcome = lock.extend_lease(&ctx, &key, ttl) => outcome,
+            _ = sleep_until(valid_until) => break,
+        };
+        match outcome {
+            Ok(Some(renewed)) => {
+                valid_until = renewed.valid_until;
+                next = Instant::now() + interval;
+                lease.send_replace(renewed);
+            }
+            // Refused: the lock is no longer ours.
+            Ok(None) => break,
+            // Maybe transient: try again soon, until the deadline.
+            Err(_) => next = Instant::now() + retry_pause,
+        }
+    }
+    lost.send_replace(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LockInfo, MemoryLock};
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A MemoryLock whose `extend_lease` can be made to fail or hang.
+    #[derive(Debug)]
+    struct FlakyExtend {
+        inner: MemoryLock,
+        /// 0: normal, 1: retryable error, 2: never completes.
+        mode: AtomicU8,
+        extends: AtomicU32,
+    }
+
+    impl FlakyExtend {
+        fn new() -> Self {
+            FlakyExtend {
+                inner: MemoryLock::new(),
+                mode: AtomicU8::new(0),
+                extends: AtomicU32::new(0),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Lock for FlakyExtend {
+        async fn try_acquire_lease(
+            &self,
+            c: &Context,
+            k: &str,
+            t: Duration,
+        ) -> Result<Option<Lease>> {
+            self.inner.try_acquire_lease(c, k, t).await
+        }
+        async fn acquire_lease(
+            &self,
+            c: &Context,
+            k: &str,
+            t: Duration,
+            w: Duration,
+        ) -> Result<Lease> {
+            self.inner.acquire_lease(c, k, t, w).await
+        }
+        async fn release_owned(&self, c: &Context, k: &str) -> Result<bool> {
+            self.inner.release_owned(c, k).await
+        }
+        async fn extend_lease(&self, c: &Context, k: &str, t: Duration) -> Result<Option<Lease>> {
+            self.extends.fetch_add(1, Ordering::SeqCst);
+            match self.mode.load(Ordering::SeqCst) {
+                0 => self.inner.extend_lease(c, k, t).await,
+                1 => Err(Error::new(
+                    ErrorKind::Connection,
+                    codes::CONNECTION_FAILED,
+                    "down",
+                )),
+                _ => std::future::pending().await,
+            }
+        }
+        async fn inspect_lock(&self, c: &Context, k: &str) -> Result<LockInfo> {
+            self.inner.inspect_lock(c, k).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_keeps_the_lock_past_its_ttl() {
+        let ctx = Context::new();
+        let mem = MemoryLock::new();
+        let other = mem.shared_with();
+        let lock: Arc<dyn Lock> = Arc::new(mem);
+        let guard = LockGuard::acquire(lock.clone(), &ctx, "k", ms(300), ms(0))
+            .await
+            .unwrap();
+        assert_eq!(guard.renew_interval(), ms(100));
+        let first = guard.lease();
+        tokio::time::sleep(ms(1000)).await;
+        assert!(!guard.is_lost());
+        assert!(!other.try_acquire_lock(&ctx, "k", ms(300)).await.unwrap());
+        let now = guard.lease();
+        assert!(
+            now.valid_until > first.valid_until + ms(600),
+            "{now:?} vs {first:?}"
+        );
+        assert!(now.is_valid());
+        assert_eq!(now.fencing_token, first.fencing_token);
+        assert!(guard.release().await.unwrap());
+        assert!(other.try_acquire_lock(&ctx, "k", ms(300)).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_renewal_fires_the_lost_signal() {
+        let ctx = Context::new();
+        let mem = Arc::new(MemoryLock::new());
+        let other = mem.shared_with();
+        let guard = LockGuard::acquire(mem.clone(), &ctx, "k", ms(900), ms(0))
+            .await
+            .unwrap();
+        let lost = guard.lost();
+        let mut signal = guard.lost_signal();
+        // The lock is taken away behind the guard's back.
+        assert!(mem.release_owned(&ctx, "k").await.unwrap());
+        assert!(other.try_acquire_lock(&ctx, "k", ms(60_000)).await.unwrap());
+        let start = Instant::now();
+        lost.await;
+        assert!(
+            start.elapsed() <= ms(300),
+            "lost at the first renewal: {:?}",
+            start.elapsed()
+        );
+        assert!(guard.is_lost());
+        assert!(*signal.borrow_and_update());
+        // Releasing a lost guard does not touch the new holder's lock.
+        assert!(!guard.release().await.unwrap());
+        assert!(other.inspect_lock(&ctx, "k").await.unwrap().held_by_me);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_errors_are_retried_until_the_deadline_then_lost() {
+        let ctx = Context::new();
+        let flaky = Arc::new(FlakyExtend::new());
+        let guard = LockGuard::acquire(flaky.clone(), &ctx, "k", ms(900), ms(0))
+            .await
+            .unwrap();
+        let valid_until = guard.lease().valid_until;
+        flaky.mode.store(1, Ordering::SeqCst);
+        guard.lost().await;
+        assert_eq!(
+            Instant::now(),
+            valid_until,
+            "lost exactly at the validity deadline"
+        );
+        // First renewal at 300 ms, then every 75 ms until 900 ms: 9 attempts.
+        let attempts = flaky.extends.load(Ordering::SeqCst);
+        assert!((8..=10).contains(&attempts), "{attempts} renewal attempts");
+        assert!(!guard.release().await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_renewal_error_is_recovered() {
+        let ctx = Context::new();
+        let flaky = Arc::new(FlakyExtend::new());
+        let guard = LockGuard::acquire(flaky.clone(), &ctx, "k", ms(900), ms(0))
+            .await
+            .unwrap();
+        flaky.mode.store(1, Ordering::SeqCst);
+        tokio::time::sleep(ms(500)).await;
+        flaky.mode.store(0, Ordering::SeqCst);
+        tokio::time::sleep(ms(2000)).await;
+        assert!(!guard.is_lost());
+        assert!(guard.lease().is_valid());
+        assert!(guard.release().await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_renewal_is_lost_at_the_deadline() {
+        let ctx = Context::new();
+        let flaky = Arc::new(FlakyExtend::new());
+        let guard = LockGuard::acquire(flaky.clone(), &ctx, "k", ms(900), ms(0))
+            .await
+            .unwrap();
+        let valid_until = guard.lease().valid_until;
+        flaky.mode.store(2, Ordering::SeqCst);
+        guard.lost().await;
+        assert_eq!(Instant::now(), valid_until);
+        assert_eq!(flaky.extends.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_releases_in_the_background() {
+        let ctx = Context::new();
+        let mem = MemoryLock::new();
+        let other = mem.shared_with();
+        let guard = LockGuard::try_acquire(Arc::new(mem), &ctx, "k", ms(60_000))
+            .await
+            .unwrap();
+        let guard = guard.expect("free key");
+        let lost = guard.lost();
+        drop(guard);
+        tokio::task::yield_now().await;
+        assert!(other.try_acquire_lock(&ctx, "k", ms(1000)).await.unwrap());
+        lost.await; // completes once the guard is gone
+    }
+
+    #[test]
+    fn drop_without_a_runtime_does_not_block_and_the_ttl_frees_the_lock() {
+        let mem = Arc::new(MemoryLock::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let guard = runtime
+            .block_on(LockGuard::acquire(
+                mem.clone(),
+                &Context::new(),
+                "k",
+                ms(200),
+                ms(0),
+            ))
+            .unwrap();
+        drop(runtime);
+        drop(guard); // no runtime: nothing spawned, no panic
+        assert_eq!(mem.table().len(), 1, "the entry stays until its ttl");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::time::sleep(ms(250)).await;
+            let other = mem.shared_with();
+            assert!(
+                other
+                    .try_acquire_lock(&Context::new(), "k", ms(200))
+                    .await
+                    .unwrap()
+            );
+        });
+    }
+
+    #[tokio::test]
+    async fn try_acquire_on_a_held_key_is_none() {
+        let ctx = Context::new();
+        let mem = MemoryLock::new();
+        let other = Arc::new(mem.shared_with());
+        assert!(mem.try_acquire_lock(&ctx, "k", ms(60_000)).await.unwrap());
+        assert!(
+            LockGuard::try_acquire(other.clone(), &ctx, "k", ms(1000))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let err = LockGuard::acquire(other, &ctx, "k", ms(1000), ms(0))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), codes::LOCK_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_bad_renew_interval_is_rejected_before_acquiring() {
+        let ctx = Context::with_trace_id("g");
+        let mem = Arc::new(MemoryLock::new());
+        for interval in [ms(0), ms(1000), ms(5000)] {
+            let err = LockGuard::builder(mem.clone(), "k", ms(1000))
+                .renew_interval(interval)
+                .try_acquire(&ctx)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest);
+            assert_eq!(err.trace_id(), Some("g"));
+        }
+        assert!(mem.table().is_empty());
+        let err = LockGuard::try_acquire(mem.clone(), &ctx, "k", Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadRequest);
+        assert!(mem.table().is_empty());
+    }
+}
