@@ -28,7 +28,8 @@ const TOP_LEVEL_KEYS: [&str; 5] = ["host", "ip", "port", "uri", "discovery_key"]
 /// found through discovery. Every resolved connection names exactly one server: it has a
 /// `host` and a `port` ([`DEFAULT_PORT`] when none is given), and no `uri` or
 /// `discovery_key` (a uri listing several hosts becomes one connection per host, each with
-/// `protocol` set to the uri's scheme and every query pair copied as a key).
+/// `protocol` set to the uri's scheme and every query pair copied as a key; a query pair
+/// may not set `uri`, `discovery_key`, `host`, `ip` or `port`).
 ///
 /// An empty configuration is not an error: `resolve_all` returns an empty list and the
 /// component decides (see [`no_connection_error`]).
@@ -343,6 +344,9 @@ fn check_host(host: &str) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
+/// Keys a uri query may not set: the uri's own host list says where the servers are.
+const ENDPOINT_KEYS: [&str; 5] = ["uri", "discovery_key", "host", "ip", "port"];
+
 #[derive(Debug, Default)]
 struct ParsedUri {
     scheme: Option<String>,
@@ -417,6 +421,14 @@ fn parse_uri(uri: &str, key: &str) -> Result<ParsedUri> {
             let v = percent_decode(v).ok_or_else(|| bad("valid %-escapes in the query"))?;
             if k.trim().is_empty() {
                 return Err(bad("query pairs of the form name=value"));
+            }
+            // The uri itself names the servers: a query pair that sets one of these keys
+            // would contradict it (or, for `uri` and `discovery_key`, leave a resolved
+            // connection that does not name exactly one server).
+            if ENDPOINT_KEYS.contains(&k.trim()) {
+                return Err(bad(
+                    "a uri whose query does not set uri, discovery_key, host, ip or port",
+                ));
             }
             parsed.query.push((k.trim().to_string(), v));
         }

@@ -19,11 +19,14 @@ pub enum KeyDistribution {
 /// Which memcached protocol the lock speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolMode {
-    /// Meta commands when the server is 1.6.13 or newer (the only mode implemented today).
+    /// Decided per server when it is probed at open: meta commands when its `version` is
+    /// 1.6.13 or newer, the classic text protocol otherwise.
     Auto,
     /// Meta commands; servers older than 1.6.13 are refused at open.
     Meta,
-    /// The classic text protocol (not implemented yet: refused with `UNSUPPORTED`).
+    /// The classic text protocol for every server (`add` + `gets` to acquire, `cas` to
+    /// release and extend): two round trips per acquire and extend, one request in flight
+    /// per connection.
     Classic,
 }
 

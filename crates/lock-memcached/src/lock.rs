@@ -14,8 +14,8 @@ use dashmap::DashMap;
 use lock_core::{Lease, LocalWaiters, Lock, LockInfo, RetryPolicy, acquire_with_retry};
 use tokio::time::Instant;
 
-use crate::client::{Cluster, Reply, Request, Server, ServerIdentity, SetMode, WireKey};
-use crate::config::{MemcachedLockConfig, ProtocolMode};
+use crate::client::{Cluster, Endpoint, Reply, Request, ServerIdentity, SetMode, WireKey};
+use crate::config::MemcachedLockConfig;
 use crate::key::wire_key;
 use crate::value::{LockValue, new_token};
 
@@ -49,6 +49,8 @@ pub struct ServerStatus {
     pub evictions: Option<u64>,
     /// The error of the status request, when it failed.
     pub error: Option<String>,
+    /// The protocol spoken to it: `"meta"` or `"classic"` (see `options.protocol`).
+    pub protocol: &'static str,
 }
 
 /// A lease this instance holds, with what is needed to release or extend it safely.
@@ -57,7 +59,7 @@ struct HeldLease {
     lease: Lease,
     wire: WireKey,
     cas: u64,
-    server: Arc<Server>,
+    server: Arc<Endpoint>,
     identity: ServerIdentity,
     value: Arc<[u8]>,
 }
@@ -188,6 +190,7 @@ impl MemcachedLock {
                 restarts_seen: server.identity_changes(),
                 evictions: server.evictions(),
                 error: None,
+                protocol: server.protocol(),
             };
             match server.execute(ctx, Request::Stats, true, None).await {
                 Ok(executed) => {
@@ -269,7 +272,7 @@ impl MemcachedLock {
 
     /// After an acquire whose outcome is unknown (timeout after the write, dropped future),
     /// removes the item if and only if it holds this acquisition's token.
-    fn spawn_cleanup(server: Arc<Server>, wire: WireKey, value: Arc<[u8]>, timeout: Duration) {
+    fn spawn_cleanup(server: Arc<Endpoint>, wire: WireKey, value: Arc<[u8]>, timeout: Duration) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return; // no runtime: the ttl frees the lock
         };
@@ -287,7 +290,7 @@ impl MemcachedLock {
 /// Deletes the item at `wire` if its value is `value` (our token). Returns whether it did.
 async fn delete_if_token(
     ctx: &Context,
-    server: &Server,
+    server: &Endpoint,
     wire: &WireKey,
     value: &[u8],
     identity: Option<ServerIdentity>,
@@ -334,7 +337,7 @@ fn unexpected(ctx: &Context, command: &str, reply: &Reply) -> Error {
     .with_context(ctx)
 }
 
-fn cas_disabled(ctx: &Context, server: &Server) -> Error {
+fn cas_disabled(ctx: &Context, server: &Endpoint) -> Error {
     Error::new(
         ErrorKind::Unsupported,
         codes::UNSUPPORTED,
@@ -352,7 +355,7 @@ fn cas_disabled(ctx: &Context, server: &Server) -> Error {
 /// request may have reached the server) spawns the owner-checked cleanup.
 struct AcquireInFlight {
     armed: AtomicBool,
-    server: Arc<Server>,
+    server: Arc<Endpoint>,
     wire: WireKey,
     value: Arc<[u8]>,
     timeout: Duration,
@@ -635,7 +638,9 @@ impl MemcachedLock {
         let now = Instant::now();
         self.leases.retain(|_, h| {
             let ttl = h.lease.ttl;
-            let secs = ttl.as_secs().saturating_add(u64::from(ttl.subsec_nanos() > 0));
+            let secs = ttl
+                .as_secs()
+                .saturating_add(u64::from(ttl.subsec_nanos() > 0));
             h.lease.acquired_at + Duration::from_secs(secs) + margin > now
         });
     }
@@ -705,15 +710,6 @@ impl MemcachedLock {
     /// Opens the cluster for `addresses` and checks that the servers support owner-checked
     /// locks (CAS enabled).
     async fn connect(&self, ctx: &Context, config: &MemcachedLockConfig) -> Result<Opened> {
-        if config.protocol == ProtocolMode::Classic {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                codes::UNSUPPORTED,
-                "options.protocol=classic is not implemented yet; use auto or meta (memcached >= 1.6.13)",
-            )
-            .with_detail("key", "options.protocol")
-            .with_context(ctx));
-        }
         let mut resolver = ConnectionResolver::from_config(&lock(&self.connection_config))?;
         if let Some(refs) = lock(&self.references).as_ref() {
             resolver.set_references(refs);
@@ -746,7 +742,8 @@ impl MemcachedLock {
             };
             addresses.push(address);
         }
-        let cluster = Cluster::connect(ctx, addresses, config.client_options()).await?;
+        let cluster =
+            Cluster::connect(ctx, addresses, config.client_options(), config.protocol).await?;
         for server in cluster.servers() {
             if let Err(e) = probe_cas(ctx, server).await {
                 cluster.close().await;
@@ -761,7 +758,7 @@ impl MemcachedLock {
 }
 
 /// Stores and deletes a probe item to check that the server hands out CAS values.
-async fn probe_cas(ctx: &Context, server: &Arc<Server>) -> Result<()> {
+async fn probe_cas(ctx: &Context, server: &Arc<Endpoint>) -> Result<()> {
     let key = WireKey::new_unchecked(format!("__lock_probe_{}", new_token()).into_bytes(), false);
     let set = Request::Set {
         key: key.clone(),

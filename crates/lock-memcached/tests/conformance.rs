@@ -33,7 +33,11 @@ fn owners(target: &ServerTarget) -> impl Fn() -> OwnerFuture + Send + Sync + Clo
 }
 
 fn suite_config() -> SuiteConfig {
-    SuiteConfig::one_second_granularity()
+    // MemcachedLock hands out fencing tokens (boot epoch and CAS): check that they grow.
+    SuiteConfig {
+        supports_fencing: true,
+        ..SuiteConfig::one_second_granularity()
+    }
 }
 
 macro_rules! cases {

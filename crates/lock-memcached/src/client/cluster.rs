@@ -4,26 +4,35 @@ use std::sync::Arc;
 
 use commons::{Context, Error, ErrorKind, codes};
 
-use super::codec::WireKey;
+use super::classic::ClassicServer;
+use super::codec::{WireKey, parse_version};
+use super::endpoint::Endpoint;
 use super::pool::ClientOptions;
 use super::selector::ServerSelector;
-use super::server::Server;
+use super::server::{MIN_VERSION, Server};
+use crate::config::ProtocolMode;
 
 /// The servers of one lock instance plus the key-to-server mapping.
 #[derive(Debug)]
 pub(crate) struct Cluster {
-    servers: Vec<Arc<Server>>,
+    servers: Vec<Arc<Endpoint>>,
     selector: ServerSelector,
 }
 
 impl Cluster {
     /// Validates the addresses ("host:port"), opens one connection to every server and
     /// probes it (version, identity). An unreachable server is an `ErrorKind::Connection`
-    /// error naming it; a server older than 1.6.13 is `ErrorKind::Unsupported`.
+    /// error naming it.
+    ///
+    /// `mode`: `Meta` speaks meta commands and refuses a server older than 1.6.13
+    /// (`ErrorKind::Unsupported`); `Classic` speaks the classic text protocol to every server;
+    /// `Auto` probes each server's `version` and picks meta from 1.6.13 on, classic below
+    /// (and for a version it cannot read).
     pub(crate) async fn connect(
         ctx: &Context,
         addresses: Vec<String>,
         options: ClientOptions,
+        mode: ProtocolMode,
     ) -> Result<Cluster, Error> {
         if addresses.is_empty() {
             return Err(Error::new(
@@ -36,26 +45,31 @@ impl Cluster {
         for address in &addresses {
             check_address(address).map_err(|e| e.with_context(ctx))?;
         }
-        let servers: Vec<Arc<Server>> = addresses
-            .iter()
-            .map(|a| Arc::new(Server::new(a.as_str(), options.clone())))
-            .collect();
         let mut probes = tokio::task::JoinSet::new();
-        for (i, server) in servers.iter().enumerate() {
-            let server = server.clone();
+        for (i, address) in addresses.iter().enumerate() {
+            let address = address.clone();
+            let options = options.clone();
             let ctx = ctx.clone();
-            probes.spawn(async move { (i, server.check(&ctx).await) });
+            probes.spawn(async move { (i, open_endpoint(&ctx, address, options, mode).await) });
         }
+        let mut opened: Vec<Option<Arc<Endpoint>>> = vec![None; addresses.len()];
         let mut first_error: Option<(usize, Error)> = None;
         while let Some(joined) = probes.join_next().await {
             match joined {
-                Ok((_, Ok(_))) => {}
+                Ok((i, Ok(endpoint))) => {
+                    if let Some(slot) = opened.get_mut(i) {
+                        *slot = Some(endpoint);
+                    }
+                }
                 Ok((i, Err(e))) => {
                     if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
                         first_error = Some((i, e));
                     }
                 }
                 Err(e) => {
+                    for s in opened.iter().flatten() {
+                        s.close();
+                    }
                     return Err(
                         Error::internal(format!("server probe task failed: {e}")).with_context(ctx)
                     );
@@ -63,24 +77,28 @@ impl Cluster {
             }
         }
         if let Some((_, e)) = first_error {
-            for s in &servers {
+            for s in opened.iter().flatten() {
                 s.close();
             }
             return Err(e);
+        }
+        let servers: Vec<Arc<Endpoint>> = opened.into_iter().flatten().collect();
+        if servers.len() != addresses.len() {
+            return Err(Error::internal("a server probe returned no result").with_context(ctx));
         }
         let selector = ServerSelector::new(&addresses, options.distribution);
         Ok(Cluster { servers, selector })
     }
 
     /// The server that holds `key`.
-    pub(crate) fn server_for(&self, key: &WireKey) -> &Arc<Server> {
+    pub(crate) fn server_for(&self, key: &WireKey) -> &Arc<Endpoint> {
         let i = self.selector.pick(key.as_bytes());
         // `pick` returns an index below the number of servers, which is never zero.
         &self.servers[i.min(self.servers.len() - 1)]
     }
 
     /// All servers, in the order of the addresses given to `connect`.
-    pub(crate) fn servers(&self) -> &[Arc<Server>] {
+    pub(crate) fn servers(&self) -> &[Arc<Endpoint>] {
         &self.servers
     }
 
@@ -92,6 +110,39 @@ impl Cluster {
         // Let the connection tasks observe the close before returning.
         tokio::task::yield_now().await;
     }
+}
+
+/// Makes the endpoint for `address` in `mode` and probes it (one connection).
+async fn open_endpoint(
+    ctx: &Context,
+    address: String,
+    options: ClientOptions,
+    mode: ProtocolMode,
+) -> Result<Arc<Endpoint>, Error> {
+    let endpoint = match mode {
+        ProtocolMode::Meta => Endpoint::Meta(Server::new(address.as_str(), options)),
+        ProtocolMode::Classic => Endpoint::Classic(ClassicServer::new(address.as_str(), options)),
+        ProtocolMode::Auto => {
+            // The classic probe (`version` + `stats`) works on every server; its connection
+            // is kept when classic is the pick.
+            let classic = ClassicServer::new(address.as_str(), options.clone());
+            classic.check(ctx).await?;
+            let meta_capable = classic
+                .version()
+                .and_then(|v| parse_version(&v))
+                .is_some_and(|v| v >= MIN_VERSION);
+            if !meta_capable {
+                return Ok(Arc::new(Endpoint::Classic(classic)));
+            }
+            classic.close();
+            Endpoint::Meta(Server::new(address.as_str(), options))
+        }
+    };
+    if let Err(e) = endpoint.check(ctx).await {
+        endpoint.close();
+        return Err(e);
+    }
+    Ok(Arc::new(endpoint))
 }
 
 /// "host:port" with a non-empty host and a numeric port.

@@ -12,8 +12,8 @@
 //! timeout that sent nothing (safe to retry) from one whose outcome is unknown.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commons::{Error, ErrorKind, codes};
@@ -35,7 +35,8 @@ const WRITE_BACKLOG: usize = 256 * 1024;
 type ReplySender = oneshot::Sender<Result<Reply, Error>>;
 
 struct Command {
-    req: Request,
+    /// Shared with the caller, so a retried request is not copied again.
+    req: Arc<Request>,
     state: Arc<AtomicU8>,
     reply: ReplySender,
 }
@@ -50,7 +51,11 @@ struct Pending {
 struct Shared {
     alive: AtomicBool,
     in_flight: AtomicUsize,
-    last_used: Mutex<Instant>,
+    /// When the connection was made: the base of `last_used_nanos`.
+    created: Instant,
+    /// When the last request was handed over, in nanoseconds since `created` (an atomic
+    /// rather than a mutex: it is written on every request).
+    last_used_nanos: AtomicU64,
     close: Notify,
 }
 
@@ -154,7 +159,8 @@ impl Connection {
         let shared = Arc::new(Shared {
             alive: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
-            last_used: Mutex::new(Instant::now()),
+            created: Instant::now(),
+            last_used_nanos: AtomicU64::new(0),
             close: Notify::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -194,11 +200,8 @@ impl Connection {
 
     /// How long since the last request was handed to this connection.
     pub(crate) fn idle_for(&self, now: Instant) -> Duration {
-        let last = *self
-            .shared
-            .last_used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let last = self.shared.created
+            + Duration::from_nanos(self.shared.last_used_nanos.load(Ordering::Relaxed));
         now.saturating_duration_since(last)
     }
 
@@ -210,6 +213,12 @@ impl Connection {
 
     /// Queues `req`. Fails at once (nothing sent) when the connection is dead.
     pub(crate) fn send(&self, req: Request) -> Result<PendingReply, Error> {
+        self.send_shared(Arc::new(req))
+    }
+
+    /// Like [`Connection::send`] for a request the caller keeps (to retry it elsewhere
+    /// without copying its key and data).
+    pub(crate) fn send_shared(&self, req: Arc<Request>) -> Result<PendingReply, Error> {
         if !self.is_alive() {
             return Err(not_sent(&self.address, "the connection is closed"));
         }
@@ -222,11 +231,11 @@ impl Connection {
                 "key is empty, longer than 250 bytes, or contains whitespace or control characters",
             ));
         }
-        *self
-            .shared
-            .last_used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let since = Instant::now().saturating_duration_since(self.shared.created);
+        self.shared.last_used_nanos.store(
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let state = Arc::new(AtomicU8::new(QUEUED));
         let (reply, rx) = oneshot::channel();
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);

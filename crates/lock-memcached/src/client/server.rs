@@ -1,7 +1,7 @@
 //! One memcached endpoint: its pool, its identity (which boot of the server we talk to),
 //! its health (marked down after repeated failures), and `execute` with timeout and retries.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use commons::{Context, Error, ErrorKind, codes};
@@ -156,6 +156,8 @@ pub(crate) struct Server {
     options: ClientOptions,
     pool: Arc<Pool>,
     health: Mutex<Health>,
+    /// `false` while `health` records no failure: lets the hot path skip the mutex.
+    troubled: AtomicBool,
     observed: Mutex<Observed>,
     identity_changes: AtomicU32,
     reaper: Option<JoinHandle<()>>,
@@ -194,6 +196,7 @@ impl Server {
             options,
             pool,
             health: Mutex::new(Health::default()),
+            troubled: AtomicBool::new(false),
             observed: Mutex::new(Observed::default()),
             identity_changes: AtomicU32::new(0),
             reaper,
@@ -249,18 +252,26 @@ impl Server {
     }
 
     fn down_until(&self) -> Option<Instant> {
+        if !self.troubled.load(Ordering::Acquire) {
+            return None;
+        }
         let health = self.health();
         health.down_until.filter(|&t| t > Instant::now())
     }
 
     fn record_success(&self) {
+        if !self.troubled.load(Ordering::Acquire) {
+            return;
+        }
         let mut health = self.health();
         health.consecutive_failures = 0;
         health.down_until = None;
+        self.troubled.store(false, Ordering::Release);
     }
 
     fn record_failure(&self) {
         let mut health = self.health();
+        self.troubled.store(true, Ordering::Release);
         health.consecutive_failures = health.consecutive_failures.saturating_add(1);
         if health.consecutive_failures >= self.options.failures.max(1) {
             health.down_until = Some(Instant::now() + self.options.retry);
@@ -332,6 +343,8 @@ impl Server {
             .with_context(ctx));
         }
         let deadline = Instant::now() + self.options.timeout;
+        // Shared with the connection task: a retry does not copy the key and data again.
+        let req = Arc::new(req);
         let mut attempt = 0u32;
         loop {
             let result = self.attempt(&req, expect_identity, deadline).await;
@@ -359,7 +372,7 @@ impl Server {
 
     async fn attempt(
         &self,
-        req: &Request,
+        req: &Arc<Request>,
         expect_identity: Option<ServerIdentity>,
         deadline: Instant,
     ) -> Result<Executed, Error> {
@@ -399,7 +412,7 @@ impl Server {
             )
             .with_detail("server", &self.address));
         }
-        let mut pending = match conn.send(req.clone()) {
+        let mut pending = match conn.send_shared(req.clone()) {
             Ok(p) => p,
             Err(e) => {
                 self.pool.discard(&conn);

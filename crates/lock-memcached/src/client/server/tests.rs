@@ -7,8 +7,10 @@ use commons::{Context, ErrorKind, codes};
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
 use crate::client::{
-    ClientOptions, Cluster, Connection, Distribution, Reply, Request, Server, SetMode, WireKey,
+    ClientOptions, Cluster, Connection, Distribution, Endpoint, Reply, Request, Server, SetMode,
+    WireKey,
 };
+use crate::config::ProtocolMode;
 
 fn opts() -> ClientOptions {
     ClientOptions {
@@ -52,6 +54,14 @@ fn start() -> MemcachedServer {
 
 async fn run(server: &Server, req: Request) -> Reply {
     server
+        .execute(&ctx(), req, true, None)
+        .await
+        .expect("request failed")
+        .reply
+}
+
+async fn run_endpoint(endpoint: &Endpoint, req: Request) -> Reply {
+    endpoint
         .execute(&ctx(), req, true, None)
         .await
         .expect("request failed")
@@ -519,7 +529,7 @@ async fn old_servers_are_refused_and_unreachable_ones_named() {
             .replace("VERSION 1.6.18", "VERSION 1.6.12")
             .into_bytes()
     })));
-    let err = Cluster::connect(&ctx(), vec![proxy.address()], opts())
+    let err = Cluster::connect(&ctx(), vec![proxy.address()], opts(), ProtocolMode::Meta)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
@@ -532,14 +542,21 @@ async fn old_servers_are_refused_and_unreachable_ones_named() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead = free.local_addr().expect("addr").to_string();
     drop(free);
-    let err = Cluster::connect(&ctx(), vec![mc.address(), dead.clone()], opts())
-        .await
-        .unwrap_err();
+    let err = Cluster::connect(
+        &ctx(),
+        vec![mc.address(), dead.clone()],
+        opts(),
+        ProtocolMode::Meta,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert!(err.message().contains(&dead), "{err}");
     assert_eq!(err.trace_id(), Some("client-test"));
 
-    let err = Cluster::connect(&ctx(), vec![], opts()).await.unwrap_err();
+    let err = Cluster::connect(&ctx(), vec![], opts(), ProtocolMode::Meta)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), codes::NO_CONNECTION);
 }
 
@@ -555,6 +572,7 @@ async fn cluster_spreads_keys_and_each_key_lives_on_its_server() {
                 distribution,
                 ..opts()
             },
+            ProtocolMode::Meta,
         )
         .await
         .expect("connect");
@@ -571,9 +589,12 @@ async fn cluster_spreads_keys_and_each_key_lives_on_its_server() {
                 assert_eq!(index, (crc32fast::hash(k.as_bytes()) % 3) as usize);
             }
             counts[index] += 1;
-            assert!(matches!(run(server, add(&k, b"v", 60)).await, Reply::Hd(_)));
+            assert!(matches!(
+                run_endpoint(server, add(&k, b"v", 60)).await,
+                Reply::Hd(_)
+            ));
             for (j, other) in cluster.servers().iter().enumerate() {
-                let found = !matches!(run(other, get(&k)).await, Reply::En);
+                let found = !matches!(run_endpoint(other, get(&k)).await, Reply::En);
                 assert_eq!(found, j == index, "{k} on server {j}");
             }
         }
@@ -706,5 +727,7 @@ async fn client_error_poisons_the_connection_and_fails_the_requests_behind_it() 
 fn client_futures_are_send(server: Arc<Server>, ctx: Context, addresses: Vec<String>) {
     fn is_send<T: Send>(_: T) {}
     is_send(async move { server.execute(&ctx, Request::Noop, true, None).await });
-    is_send(async move { Cluster::connect(&Context::new(), addresses, opts()).await });
+    is_send(async move {
+        Cluster::connect(&Context::new(), addresses, opts(), ProtocolMode::Meta).await
+    });
 }
