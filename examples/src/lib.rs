@@ -4,6 +4,12 @@
 
 use commons::{Error, ErrorKind, Result, codes};
 
+/// The repository's README: its usage example is compiled as a doctest here, so it stays
+/// true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct RootReadme;
+
 /// The environment variable naming the memcached host the examples use (as in the
 /// original Pip.Services tests).
 pub const HOST_ENV: &str = "MEMCACHED_SERVICE_HOST";
@@ -113,10 +119,8 @@ fn expand_value(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<()> {
     match value {
-        serde_json::Value::String(text) => {
-            if text.contains("${") {
-                *text = expand_str(text, path, lookup)?;
-            }
+        serde_json::Value::String(text) if text.contains("${") => {
+            *text = expand_str(text, path, lookup)?;
         }
         serde_json::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -141,11 +145,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn expand_str(
-    text: &str,
-    path: &str,
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<String> {
+fn expand_str(text: &str, path: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -259,8 +259,7 @@ mod tests {
             ("127.0.0.1".into(), 11300)
         );
         for bad in ["0", "65536", "-1", "x"] {
-            let err = memcached_endpoint(|n| (n == PORT_ENV).then(|| bad.to_string()))
-                .unwrap_err();
+            let err = memcached_endpoint(|n| (n == PORT_ENV).then(|| bad.to_string())).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
             assert!(err.to_string().contains(PORT_ENV), "{err}");
         }
