@@ -1,0 +1,401 @@
+//! Classic-protocol client tests: the read checks without a server, everything else against
+//! real memcached processes (spawned by `memcached-testkit`), some through its fault proxy.
+
+use std::io::{BufRead, BufReader, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commons::{Context, ErrorKind, codes};
+use memcached_testkit::{FaultProxy, MemcachedServer};
+
+use super::{ClassicServer, ReadScan};
+use crate::client::{ClientOptions, Distribution, Reply, Request, SetMode, WireKey};
+
+fn opts() -> ClientOptions {
+    ClientOptions {
+        pool_size: 2,
+        timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(3),
+        reconnect: Duration::ZERO,
+        retries: 3,
+        failures: 5,
+        retry: Duration::from_secs(30),
+        idle: Duration::ZERO,
+        max_value: 1024 * 1024,
+        distribution: Distribution::Ketama,
+    }
+}
+
+fn key(k: &str) -> WireKey {
+    WireKey::new_unchecked(k.as_bytes().to_vec(), false)
+}
+
+fn add(k: &str, data: &[u8], ttl_secs: u32) -> Request {
+    Request::Set {
+        key: key(k),
+        data: data.to_vec(),
+        mode: SetMode::Add,
+        ttl_secs,
+    }
+}
+
+fn cas_set(k: &str, data: &[u8], cas: u64, ttl_secs: u32) -> Request {
+    Request::Set {
+        key: key(k),
+        data: data.to_vec(),
+        mode: SetMode::Cas(cas),
+        ttl_secs,
+    }
+}
+
+fn delete(k: &str, cas: u64) -> Request {
+    Request::Delete { key: key(k), cas }
+}
+
+fn get(k: &str) -> Request {
+    Request::Get { key: key(k) }
+}
+
+fn ctx() -> Context {
+    Context::with_trace_id("classic-test")
+}
+
+fn start() -> MemcachedServer {
+    MemcachedServer::start().expect("memcached must be installed (apt-get install memcached)")
+}
+
+async fn run(server: &ClassicServer, req: Request) -> Reply {
+    server
+        .execute(&ctx(), req, false, None)
+        .await
+        .expect("request failed")
+        .reply
+}
+
+fn cas_of(reply: &Reply) -> u64 {
+    match reply {
+        Reply::Hd(flags) => flags.cas.expect("a store reports the cas"),
+        other => panic!("expected Hd, got {other:?}"),
+    }
+}
+
+/// A classic `get` on a separate socket, bypassing the client under test.
+fn raw_get(address: &str, k: &str) -> Option<Vec<u8>> {
+    let mut s = std::net::TcpStream::connect(address).expect("connect");
+    s.write_all(format!("get {k}\r\n").as_bytes())
+        .expect("write");
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read");
+    if line == "END\r\n" {
+        return None;
+    }
+    let len: usize = line
+        .split(' ')
+        .nth(3)
+        .and_then(|t| t.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {line:?}"));
+    let mut data = vec![0u8; len + 2];
+    std::io::Read::read_exact(&mut r, &mut data).expect("data");
+    data.truncate(len);
+    Some(data)
+}
+
+/// A classic `add` on a separate socket (another client holding a lock).
+fn raw_add(address: &str, k: &str, data: &str) {
+    let mut s = std::net::TcpStream::connect(address).expect("connect");
+    s.write_all(format!("add {k} 0 30 {}\r\n{data}\r\n", data.len()).as_bytes())
+        .expect("write");
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).expect("read");
+    assert_eq!(line, "STORED\r\n");
+}
+
+#[test]
+fn read_scan_bounds_lines_and_values() {
+    let mut scan = ReadScan::new(10);
+    // A value within the limit whose data looks like a header is skipped, not parsed.
+    assert!(scan.feed(b"VALUE k 0 10 5\r\nVALUE 999\r\nEND\r\n").is_ok());
+    // Split anywhere.
+    let mut scan = ReadScan::new(10);
+    for b in b"VALUE k 0 3 1\r\nabc\r\nEND\r\nSTORED\r\n" {
+        assert!(scan.feed(&[*b]).is_ok());
+    }
+    assert!(scan.line.is_empty() && scan.skip == 0);
+    // Too large, malformed, or endless lines are refused before anyone allocates for them.
+    assert!(ReadScan::new(10).feed(b"VALUE k 0 11\r\n").is_err());
+    assert!(
+        ReadScan::new(10)
+            .feed(b"VALUE k 0 99999999999999999999999\r\n")
+            .is_err()
+    );
+    assert!(ReadScan::new(10).feed(b"VALUE k 0\r\n").is_err());
+    assert!(ReadScan::new(10).feed(&vec![b'x'; 9000]).is_err());
+}
+
+#[tokio::test]
+async fn classic_round_trips_translate_meta_requests() {
+    let mc = start();
+    let server = ClassicServer::new(mc.address(), opts());
+    let identity = server.check(&ctx()).await.expect("check");
+    assert_eq!(identity.pid, mc.pid());
+    assert_eq!(server.version().as_deref(), Some("1.6.18"));
+
+    let cas = cas_of(&run(&server, add("lk", b"tok", 5)).await);
+    assert!(cas > 0);
+    assert!(matches!(
+        run(&server, add("lk", b"other", 5)).await,
+        Reply::Ns(_)
+    ));
+    match run(&server, get("lk")).await {
+        Reply::Va { data, flags } => {
+            assert_eq!(data, b"tok");
+            assert_eq!(flags.cas, Some(cas));
+            assert_eq!(flags.ttl, None, "classic gets has no remaining ttl");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Extend: only with the current cas; the new cas is learned.
+    assert!(matches!(
+        run(&server, cas_set("lk", b"tok", cas + 100, 9)).await,
+        Reply::Ex(_)
+    ));
+    let cas2 = cas_of(&run(&server, cas_set("lk", b"tok", cas, 9)).await);
+    assert_ne!(cas2, cas);
+    // Release: a stale cas changes nothing; the current one deletes.
+    assert!(matches!(
+        run(&server, delete("lk", cas)).await,
+        Reply::Ex(_)
+    ));
+    assert_eq!(raw_get(&mc.address(), "lk").as_deref(), Some(&b"tok"[..]));
+    assert!(matches!(
+        run(&server, delete("lk", cas2)).await,
+        Reply::Hd(_)
+    ));
+    assert_eq!(raw_get(&mc.address(), "lk"), None, "the item is gone");
+    assert!(matches!(run(&server, get("lk")).await, Reply::En));
+    // Gone: release and extend report not found; a new add takes the key at once.
+    assert!(matches!(
+        run(&server, delete("lk", cas2)).await,
+        Reply::Nf(_)
+    ));
+    assert!(matches!(
+        run(&server, cas_set("lk", b"tok", cas2, 5)).await,
+        Reply::Nf(_)
+    ));
+    let cas3 = cas_of(&run(&server, add("lk", b"new", 5)).await);
+    assert!(cas3 > cas2);
+    assert_eq!(raw_get(&mc.address(), "lk").as_deref(), Some(&b"new"[..]));
+
+    assert!(matches!(
+        run(&server, Request::Version).await,
+        Reply::Version(v) if v == "1.6.18"
+    ));
+    match run(&server, Request::Stats).await {
+        Reply::Stats(pairs) => {
+            assert!(
+                pairs
+                    .iter()
+                    .any(|(k, v)| k == "pid" && *v == mc.pid().to_string())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(server.live_connections() >= 1);
+    assert!(server.live_connections() <= 2, "pool_size bounds the pool");
+}
+
+#[tokio::test]
+async fn add_reports_success_only_for_our_own_value() {
+    let mc = start();
+    raw_add(&mc.address(), "held", "theirs");
+    let proxy = FaultProxy::start(mc.socket_addr()).await.expect("proxy");
+    // memcache-async reads anything but NOT_STORED as stored: make the server "say" STORED.
+    proxy.set_reply_rewriter(Some(Arc::new(|chunk: &[u8]| {
+        String::from_utf8_lossy(chunk)
+            .replace("NOT_STORED", "STORED")
+            .into_bytes()
+    })));
+    let server = ClassicServer::new(proxy.address(), opts());
+    assert!(matches!(
+        run(&server, add("held", b"mine", 5)).await,
+        Reply::Ns(_)
+    ));
+    assert_eq!(
+        raw_get(&mc.address(), "held").as_deref(),
+        Some(&b"theirs"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_timed_out_request_never_shifts_the_next_reply() {
+    let mc = start();
+    raw_add(&mc.address(), "a", "AAA");
+    raw_add(&mc.address(), "b", "BBB");
+    let proxy = FaultProxy::start(mc.socket_addr()).await.expect("proxy");
+    let options = ClientOptions {
+        pool_size: 1,
+        timeout: Duration::from_millis(300),
+        ..opts()
+    };
+    let server = ClassicServer::new(proxy.address(), options);
+    server.check(&ctx()).await.expect("check");
+
+    // Delayed reply: the request was sent, its outcome is unknown, the connection is gone.
+    proxy.set_delay(Duration::from_millis(700));
+    let err = server
+        .execute(&ctx(), get("a"), false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert_eq!(err.trace_id(), Some("classic-test"));
+    assert_eq!(server.live_connections(), 0);
+    proxy.set_delay(Duration::ZERO);
+    match run(&server, get("b")).await {
+        Reply::Va { data, .. } => assert_eq!(data, b"BBB"),
+        other => panic!("{other:?}"),
+    }
+    // A held lock is still reported as held (a reused connection would have read a stale reply).
+    assert!(matches!(
+        run(&server, add("a", b"x", 5)).await,
+        Reply::Ns(_)
+    ));
+
+    // Stalled proxy: the same. A request queued behind it gets the connection slot only
+    // after the first one gave up; its new connection's probe stalls too, and it times out
+    // without having sent anything.
+    proxy.stall();
+    let server = Arc::new(server);
+    let first = {
+        let server = server.clone();
+        tokio::spawn(async move { server.execute(&ctx(), get("a"), false, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = server
+        .execute(&ctx(), get("b"), false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), codes::TIMEOUT, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.message().contains("not sent"), "{err}");
+    let err = first.await.expect("task").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    proxy.unstall();
+    match run(&server, get("b")).await {
+        Reply::Va { data, .. } => assert_eq!(data, b"BBB"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_request_discards_its_connection() {
+    let mc = start();
+    raw_add(&mc.address(), "a", "AAA");
+    raw_add(&mc.address(), "b", "BBB");
+    let proxy = FaultProxy::start(mc.socket_addr()).await.expect("proxy");
+    let server = ClassicServer::new(
+        proxy.address(),
+        ClientOptions {
+            pool_size: 1,
+            ..opts()
+        },
+    );
+    server.check(&ctx()).await.expect("check");
+    assert_eq!(server.live_connections(), 1);
+    proxy.set_delay(Duration::from_millis(300));
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(50),
+        server.execute(&ctx(), get("a"), false, None),
+    )
+    .await;
+    assert!(dropped.is_err(), "the caller gave up");
+    assert_eq!(server.live_connections(), 0);
+    proxy.set_delay(Duration::ZERO);
+    match run(&server, get("b")).await {
+        Reply::Va { data, .. } => assert_eq!(data, b"BBB"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_closed_by_the_server_is_not_reused() {
+    let mut mc = start();
+    let server = ClassicServer::new(
+        mc.address(),
+        ClientOptions {
+            pool_size: 1,
+            ..opts()
+        },
+    );
+    let before = server.check(&ctx()).await.expect("check");
+    // The restart closes the idle connection (FIN); writing to it would still succeed.
+    mc.restart().expect("restart");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Not idempotent (no retry after a send): it must go out on a fresh connection.
+    let executed = server
+        .execute(&ctx(), add("k", b"v", 5), false, None)
+        .await
+        .expect("a fresh connection is used");
+    assert!(matches!(executed.reply, Reply::Hd(_)));
+    assert_ne!(executed.identity, before);
+    assert_eq!(server.identity_changes(), 1);
+}
+
+#[tokio::test]
+async fn another_boot_of_the_server_is_refused_before_sending() {
+    let mc = start();
+    let server = ClassicServer::new(mc.address(), opts());
+    let mut identity = server.check(&ctx()).await.expect("check");
+    identity.boot_epoch -= 1;
+    let err = server
+        .execute(&ctx(), delete("k", 1), true, Some(identity))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), codes::SERVER_RESTARTED, "{err}");
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+}
+
+#[tokio::test]
+async fn bad_requests_and_server_errors_are_errors() {
+    let mc = start();
+    let server = ClassicServer::new(
+        mc.address(),
+        ClientOptions {
+            max_value: 8,
+            ..opts()
+        },
+    );
+    let err = server
+        .execute(&ctx(), add("k", b"123456789", 5), false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), crate::client::VALUE_TOO_LARGE);
+    let err = server
+        .execute(&ctx(), add("bad key", b"1", 5), false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), codes::BAD_KEY);
+    // A value larger than max_value in a reply is refused before it is read.
+    raw_add(&mc.address(), "big", "0123456789abcdef");
+    let err = server
+        .execute(&ctx(), get("big"), false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), codes::PROTOCOL_ERROR, "{err}");
+    assert_eq!(server.live_connections(), 0);
+    // Unreachable: a connection error naming the server.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = free.local_addr().expect("addr").to_string();
+    drop(free);
+    let server = ClassicServer::new(dead.clone(), opts());
+    let err = server.check(&ctx()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(err.message().contains(&dead), "{err}");
+}
+
+/// The lock spawns client calls on tokio tasks: the futures must be `Send`.
+#[allow(dead_code)]
+fn classic_futures_are_send(server: Arc<ClassicServer>, ctx: Context) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(async move { server.execute(&ctx, get("k"), true, None).await });
+}
