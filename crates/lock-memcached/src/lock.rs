@@ -501,8 +501,10 @@ impl Lock for MemcachedLock {
 
     async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
         let opened = self.opened(ctx)?;
-        wire_key(ctx, key, &opened.config)?;
         let Some((_, held)) = self.leases.remove(key) else {
+            // Only a valid key can be in the table: validate (and report) the others here,
+            // off the hot path.
+            wire_key(ctx, key, &opened.config)?;
             return Ok(false);
         };
         let result = self.delete_held(ctx, &held).await;

@@ -134,8 +134,7 @@ impl Request {
                 buf.extend_from_slice(b" b");
             }
         }
-        use std::io::Write as _;
-        // Writing into a Vec cannot fail; the results are ignored on purpose.
+        // Numbers are written with `push_decimal`, not `write!`: this runs once per request.
         match self {
             Request::Set {
                 key,
@@ -143,34 +142,62 @@ impl Request {
                 mode,
                 ttl_secs,
             } => {
+                buf.reserve(key.as_bytes().len() + data.len() + 64);
                 key_token(buf, b"ms", key);
-                let _ = write!(buf, " {}", data.len());
+                buf.push(b' ');
+                push_decimal(buf, data.len() as u64);
                 base64_flag(buf, key);
                 match mode {
                     SetMode::Add => buf.extend_from_slice(b" ME"),
                     SetMode::Cas(cas) => {
-                        let _ = write!(buf, " C{cas}");
+                        buf.extend_from_slice(b" C");
+                        push_decimal(buf, *cas);
                     }
                 }
-                let _ = write!(buf, " T{ttl_secs} c O{opaque}\r\n");
+                buf.extend_from_slice(b" T");
+                push_decimal(buf, u64::from(*ttl_secs));
+                buf.extend_from_slice(b" c O");
+                push_decimal(buf, u64::from(opaque));
+                buf.extend_from_slice(b"\r\n");
                 buf.extend_from_slice(data);
                 buf.extend_from_slice(b"\r\n");
             }
             Request::Delete { key, cas } => {
                 key_token(buf, b"md", key);
                 base64_flag(buf, key);
-                let _ = write!(buf, " C{cas} O{opaque}\r\n");
+                buf.extend_from_slice(b" C");
+                push_decimal(buf, *cas);
+                buf.extend_from_slice(b" O");
+                push_decimal(buf, u64::from(opaque));
+                buf.extend_from_slice(b"\r\n");
             }
             Request::Get { key } => {
                 key_token(buf, b"mg", key);
                 base64_flag(buf, key);
-                let _ = write!(buf, " v c t O{opaque}\r\n");
+                buf.extend_from_slice(b" v c t O");
+                push_decimal(buf, u64::from(opaque));
+                buf.extend_from_slice(b"\r\n");
             }
             Request::Noop => buf.extend_from_slice(b"mn\r\n"),
             Request::Version => buf.extend_from_slice(b"version\r\n"),
             Request::Stats => buf.extend_from_slice(b"stats\r\n"),
         }
     }
+}
+
+/// Appends `n` in decimal (what `write!(buf, "{n}")` does, without the formatting machinery).
+fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
 }
 
 /// The reply kinds acceptable for one request (with the opaque it was sent with).
@@ -288,6 +315,90 @@ pub(crate) fn parse(
 
 /// Like [`parse`], with `max_value` as the largest acceptable `VA` data length.
 pub(crate) fn parse_with_limit(
+    buf: &[u8],
+    expect: ReplyShape,
+    max_value: usize,
+) -> Result<Option<(Reply, usize)>, ProtocolError> {
+    if let Some(parsed) = parse_status_fast(buf, expect) {
+        return Ok(Some(parsed));
+    }
+    parse_general(buf, expect, max_value)
+}
+
+/// The hot path: a complete, well-formed `HD`/`NS`/`EX`/`NF`/`EN` line answering an
+/// `ms`/`md`/`mg`, parsed straight from the bytes. Anything else (incomplete, unusual or
+/// wrong) is `None`, and [`parse_general`] decides, so both paths agree on every input.
+fn parse_status_fast(buf: &[u8], expect: ReplyShape) -> Option<(Reply, usize)> {
+    if !matches!(
+        expect,
+        ReplyShape::Set { .. } | ReplyShape::Delete { .. } | ReplyShape::Get { .. }
+    ) {
+        return None;
+    }
+    let window = &buf[..buf.len().min(MAX_LINE + 2)];
+    let nl = window.iter().position(|&b| b == b'\n')?;
+    if nl < 3 || buf[nl - 1] != b'\r' {
+        return None;
+    }
+    let line = &buf[..nl - 1];
+    let head = [line[0], line[1]];
+    let allowed = match expect {
+        ReplyShape::Set { .. } => matches!(&head, b"HD" | b"NS" | b"EX" | b"NF"),
+        ReplyShape::Delete { .. } => matches!(&head, b"HD" | b"EX" | b"NF"),
+        _ => matches!(&head, b"HD" | b"EN"),
+    };
+    if !allowed || line.len() > 2 && line[2] != b' ' {
+        return None;
+    }
+    let mut flags = MetaFlags::default();
+    if line.len() > 2 {
+        for token in line[3..].split(|&b| b == b' ') {
+            let (&flag, value) = token.split_first()?;
+            match flag {
+                b'c' => flags.cas = Some(fast_u64(value)?),
+                b'O' => flags.opaque = Some(u32::try_from(fast_u64(value)?).ok()?),
+                b't' => {
+                    flags.ttl = Some(match value.split_first() {
+                        Some((b'-', digits)) => {
+                            0i64.checked_sub(i64::try_from(fast_u64(digits)?).ok()?)?
+                        }
+                        _ => i64::try_from(fast_u64(value)?).ok()?,
+                    })
+                }
+                // Other flags are ignored, as long as they are plain printable ASCII.
+                f if f.is_ascii_alphabetic() && value.iter().all(|&b| b > b' ' && b < 0x7f) => {}
+                _ => return None,
+            }
+        }
+    }
+    check_opaque(expect, &flags).ok()?;
+    let reply = match &head {
+        b"HD" => Reply::Hd(flags),
+        b"NS" => Reply::Ns(flags),
+        b"EX" => Reply::Ex(flags),
+        b"NF" => Reply::Nf(flags),
+        _ => Reply::En,
+    };
+    Some((reply, nl + 1))
+}
+
+/// Decimal digits only (no sign), without overflow; `None` otherwise.
+fn fast_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(n)
+}
+
+/// The general parser: every reply form and every error.
+fn parse_general(
     buf: &[u8],
     expect: ReplyShape,
     max_value: usize,
@@ -548,6 +659,26 @@ mod tests {
     }
 
     #[test]
+    fn decimals_match_the_formatter() {
+        for n in [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            12345,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut buf = b"x".to_vec();
+            push_decimal(&mut buf, n);
+            assert_eq!(buf, format!("x{n}").into_bytes());
+        }
+    }
+
+    #[test]
     fn wire_key_safety() {
         assert!(key("a").is_safe());
         assert!(key(&"k".repeat(250)).is_safe());
@@ -805,6 +936,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xfa57);
+        let mut seeds: Vec<Vec<u8>> = cases().into_iter().map(|(b, _, _)| b.to_vec()).collect();
+        seeds.extend(
+            [
+                &b"HD c18446744073709551615 t-1 O4294967295 kabc b\r\n"[..],
+                b"HD c18446744073709551616 O1\r\n",
+                b"HD t-9223372036854775808 O1\r\n",
+                b"HD t-9223372036854775809 O1\r\n",
+                b"HD O4294967296\r\n",
+                b"HD t- O1\r\n",
+                b"HD t--1 O1\r\n",
+                b"EN\r\n",
+                b"HD\r\n",
+                b"HD k\x01 O1\r\n",
+                b"HD k\xc3\xa9 O1\r\n",
+                b"HD O1 \r\n",
+            ]
+            .map(<[u8]>::to_vec),
+        );
+        let shapes = [
+            ReplyShape::Set { opaque: 1 },
+            ReplyShape::Delete { opaque: 1 },
+            ReplyShape::Get { opaque: 1 },
+            ReplyShape::Get { opaque: 4 },
+            ReplyShape::Set {
+                opaque: 4_294_967_295,
+            },
+        ];
+        let mut fast_hits = 0;
+        for i in 0..40_000 {
+            let mut bytes = seeds[i % seeds.len()].clone();
+            if i >= seeds.len() {
+                for _ in 0..rng.random_range(0..3) {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let at = rng.random_range(0..bytes.len());
+                    match rng.random_range(0..3) {
+                        0 => bytes[at] = rng.random(),
+                        1 => {
+                            bytes.remove(at);
+                        }
+                        _ => bytes.insert(
+                            at,
+                            *b"0123456789 -\r\nOctHDNSEXNF"
+                                .get(rng.random_range(0..24))
+                                .unwrap_or(&b'x'),
+                        ),
+                    }
+                }
+            }
+            for shape in shapes {
+                if let Some(fast) = parse_status_fast(&bytes, shape) {
+                    fast_hits += 1;
+                    assert_eq!(
+                        parse_general(&bytes, shape, DEFAULT_MAX_VALUE),
+                        Ok(Some(fast)),
+                        "{:?} {shape:?}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+            }
+        }
+        assert!(
+            fast_hits > 1000,
+            "the fast path was hardly exercised: {fast_hits}"
+        );
     }
 
     #[test]

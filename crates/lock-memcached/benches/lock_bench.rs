@@ -1,0 +1,942 @@
+//! The lock benchmark: a load generator that prints one JSON object per scenario, then a
+//! summary table with the ratios the project targets (`seq / raw_seq >= 0.9`,
+//! `parallel / raw_pipelined >= 0.7`).
+//!
+//! Scenarios (see `docs/benchmarks.md`):
+//!
+//! - `raw_seq`: one raw socket, `ms <k> 1 ME T10 c` then `md <k> C<cas>`, one at a time;
+//! - `raw_pipelined`: the same pairs over `pool_size` raw sockets with as many pairs in
+//!   flight as `parallel` has tasks (the ceiling for `parallel`);
+//! - `raw_max`: 8 raw sockets x 256 pairs in flight (the server's ceiling);
+//! - `seq`, `parallel`, `contended`: `MemcachedLock` (one task; 256 tasks on unique keys;
+//!   16 tasks on one key with `acquire_lock`);
+//! - `memory_seq`, `memory_parallel`, `memory_contended`: the same on `MemoryLock`;
+//! - `classic_seq`, `classic_parallel`: `seq` and `parallel` with `options.protocol=classic`
+//!   (two round trips per acquire, one request in flight per connection).
+//!
+//! Usage (normally through `scripts/bench`):
+//!
+//! ```text
+//! lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--only a,b,c]
+//! ```
+//!
+//! Without `--server` (or `BENCH_SERVER`) it starts its own memcached on a free loopback
+//! port. Without `--bench` (as under `cargo test --benches`) it runs a quick smoke pass.
+//!
+//! Environment: `BENCH_SECS` (measured seconds per scenario, default 4; quick: 0.5),
+//! `BENCH_ROUNDS` (the scenarios run interleaved in this many rounds, each measuring
+//! `BENCH_SECS / BENCH_ROUNDS`; default 4, quick 1), `BENCH_WARMUP_SECS` (per scenario and
+//! round, default 0.2; quick: 0.1), `BENCH_TASKS` (parallel tasks, 256),
+//! `BENCH_CONTENDED_TASKS` (16), `BENCH_POOL_SIZE` (the lock's `options.pool_size`, 5),
+//! `BENCH_RAW_MAX_CONNS` / `BENCH_RAW_MAX_DEPTH` (8 / 256).
+
+use std::collections::VecDeque;
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use commons::{ConfigParams, Configurable, Context, Openable};
+use lock_core::{Lock, MemoryLock};
+use lock_memcached::MemcachedLock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+type Res<T> = std::result::Result<T, BoxError>;
+
+const TTL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+struct Settings {
+    quick: bool,
+    multi_thread: bool,
+    server: Option<String>,
+    only: Option<Vec<String>>,
+    /// Measured time per scenario per round.
+    secs: Duration,
+    /// Warm-up time per scenario per round.
+    warmup: Duration,
+    rounds: u32,
+    tasks: usize,
+    contended_tasks: usize,
+    pool_size: usize,
+    raw_max_conns: usize,
+    raw_max_depth: usize,
+}
+
+fn env_f64(name: &str, default: f64) -> Res<f64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("{name}={v:?} is not a non-negative number").into()),
+        Err(_) => Ok(default),
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> Res<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|x| *x > 0)
+            .ok_or_else(|| format!("{name}={v:?} is not a positive integer").into()),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_args() -> Res<Settings> {
+        let mut quick = false;
+        let mut bench = false;
+        let mut multi_thread = false;
+        let mut server = std::env::var("BENCH_SERVER").ok().filter(|s| !s.is_empty());
+        let mut only = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--bench" => bench = true,
+                "--multi-thread" => multi_thread = true,
+                "--server" => {
+                    server = Some(args.next().ok_or("--server needs HOST:PORT")?);
+                }
+                "--only" => {
+                    let list = args.next().ok_or("--only needs a comma-separated list")?;
+                    only = Some(list.split(',').map(|s| s.trim().to_string()).collect());
+                }
+                "-h" | "--help" => {
+                    println!(
+                        "lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--only a,b]"
+                    );
+                    std::process::exit(0);
+                }
+                // cargo passes filters and flags of its own; they do not apply here.
+                _ => {}
+            }
+        }
+        // `cargo test --benches` runs this binary without `--bench`: a smoke pass only.
+        let quick = quick || !bench;
+        let (secs, warmup, rounds) = if quick { (0.5, 0.1, 1) } else { (4.0, 0.2, 4) };
+        let rounds = env_usize("BENCH_ROUNDS", rounds)? as u32;
+        let secs = env_f64("BENCH_SECS", secs)? / f64::from(rounds);
+        Ok(Settings {
+            quick,
+            multi_thread: multi_thread
+                || std::env::var("BENCH_RUNTIME").is_ok_and(|v| v == "multi"),
+            server,
+            only,
+            secs: Duration::from_secs_f64(secs),
+            warmup: Duration::from_secs_f64(env_f64("BENCH_WARMUP_SECS", warmup)?),
+            rounds,
+            tasks: env_usize("BENCH_TASKS", 256)?,
+            contended_tasks: env_usize("BENCH_CONTENDED_TASKS", 16)?,
+            pool_size: env_usize("BENCH_POOL_SIZE", 5)?,
+            raw_max_conns: env_usize("BENCH_RAW_MAX_CONNS", 8)?,
+            raw_max_depth: env_usize("BENCH_RAW_MAX_DEPTH", 256)?,
+        })
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == scenario))
+    }
+}
+
+/// Latency samples in nanoseconds.
+#[derive(Debug, Default)]
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn push(&mut self, d: Duration) {
+        self.0.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    fn merge(&mut self, other: Samples) {
+        self.0.extend(other.0);
+    }
+
+    /// (p50, p99) in microseconds.
+    fn percentiles(&mut self) -> (f64, f64) {
+        if self.0.is_empty() {
+            return (0.0, 0.0);
+        }
+        self.0.sort_unstable();
+        let at = |q: f64| {
+            let i = ((self.0.len() as f64 - 1.0) * q).round() as usize;
+            self.0[i.min(self.0.len() - 1)] as f64 / 1000.0
+        };
+        (at(0.50), at(0.99))
+    }
+}
+
+/// One scenario's result.
+#[derive(Debug)]
+struct Outcome {
+    scenario: &'static str,
+    backend: &'static str,
+    tasks: usize,
+    conns: usize,
+    in_flight: usize,
+    ops: u64,
+    elapsed: Duration,
+    latency: Samples,
+    handoff: Option<Samples>,
+    errors: u64,
+}
+
+impl Outcome {
+    /// Adds another round of the same scenario.
+    fn absorb(&mut self, other: Outcome) {
+        self.ops += other.ops;
+        self.elapsed += other.elapsed;
+        self.errors += other.errors;
+        self.latency.merge(other.latency);
+        if let (Some(a), Some(b)) = (self.handoff.as_mut(), other.handoff) {
+            a.merge(b);
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn json(&mut self, runtime: &str) -> String {
+        let (p50, p99) = self.latency.percentiles();
+        let mut v = serde_json::json!({
+            "scenario": self.scenario,
+            "backend": self.backend,
+            "runtime": runtime,
+            "tasks": self.tasks,
+            "conns": self.conns,
+            "in_flight": self.in_flight,
+            "ops": self.ops,
+            "secs": round3(self.elapsed.as_secs_f64()),
+            "errors": self.errors,
+        });
+        if let Some(h) = self.handoff.as_mut() {
+            let (h50, h99) = h.percentiles();
+            v["acquisitions_per_sec"] = round1(self.rate()).into();
+            v["acquire_p50_us"] = round1(p50).into();
+            v["acquire_p99_us"] = round1(p99).into();
+            v["handoff_p50_us"] = round1(h50).into();
+            v["handoff_p99_us"] = round1(h99).into();
+        } else {
+            v["pairs_per_sec"] = round1(self.rate()).into();
+            v["p50_us"] = round1(p50).into();
+            v["p99_us"] = round1(p99).into();
+        }
+        v.to_string()
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Unique key names: `<prefix>:<run>:<worker>:<n>`, written into a reused buffer.
+struct KeyGen {
+    buf: String,
+    base_len: usize,
+    n: u64,
+}
+
+impl KeyGen {
+    fn new(prefix: &str, run: u64, worker: usize) -> KeyGen {
+        let mut buf = String::with_capacity(64);
+        let _ = write!(buf, "{prefix}:{run:x}:{worker}:");
+        KeyGen {
+            base_len: buf.len(),
+            buf,
+            n: 0,
+        }
+    }
+
+    fn next(&mut self) -> &str {
+        self.buf.truncate(self.base_len);
+        self.n += 1;
+        let _ = write!(self.buf, "{}", self.n);
+        &self.buf
+    }
+}
+
+/// A per-process run id, so repeated runs against one server never reuse a key.
+fn run_id() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 40) ^ SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw sockets
+
+/// A raw meta-protocol connection: requests written as given, reply lines read in order.
+struct RawConn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    rpos: usize,
+}
+
+impl RawConn {
+    async fn connect(server: &str) -> Res<RawConn> {
+        let stream = TcpStream::connect(server).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawConn {
+            stream,
+            rbuf: Vec::with_capacity(64 * 1024),
+            rpos: 0,
+        })
+    }
+
+    /// The next complete reply line (without `\r\n`), reading more when needed.
+    async fn line(&mut self) -> Res<Vec<u8>> {
+        loop {
+            if let Some(nl) = self.rbuf[self.rpos..].iter().position(|&b| b == b'\n') {
+                let end = self.rpos + nl;
+                let line = self.rbuf[self.rpos..end.saturating_sub(1).max(self.rpos)].to_vec();
+                self.rpos = end + 1;
+                return Ok(line);
+            }
+            if self.rpos > 0 {
+                self.rbuf.drain(..self.rpos);
+                self.rpos = 0;
+            }
+            let n = self.stream.read_buf(&mut self.rbuf).await?;
+            if n == 0 {
+                return Err("memcached closed the connection".into());
+            }
+        }
+    }
+
+    /// Reads whatever is available (at least one byte) and appends it to the buffer.
+    async fn fill(&mut self) -> Res<()> {
+        if self.rpos > 0 {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        let n = self.stream.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
+            return Err("memcached closed the connection".into());
+        }
+        Ok(())
+    }
+
+    /// A complete line already buffered, if any.
+    fn buffered_line(&mut self) -> Option<&[u8]> {
+        let nl = self.rbuf[self.rpos..].iter().position(|&b| b == b'\n')?;
+        let start = self.rpos;
+        let end = start + nl;
+        self.rpos = end + 1;
+        Some(&self.rbuf[start..end.saturating_sub(1).max(start)])
+    }
+}
+
+/// The CAS of an `HD c<cas>` reply.
+fn hd_cas(line: &[u8]) -> Res<u64> {
+    let text = std::str::from_utf8(line)?;
+    let mut tokens = text.split(' ');
+    if tokens.next() != Some("HD") {
+        return Err(format!("expected HD c<cas>, got {text:?}").into());
+    }
+    tokens
+        .find_map(|t| t.strip_prefix('c'))
+        .and_then(|c| c.parse().ok())
+        .filter(|c| *c != 0)
+        .ok_or_else(|| format!("no CAS in {text:?}").into())
+}
+
+fn push_ms(buf: &mut Vec<u8>, key: &str) {
+    buf.extend_from_slice(b"ms ");
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(b" 1 ME T10 c\r\nx\r\n");
+}
+
+fn push_md(buf: &mut Vec<u8>, key: &[u8], cas: u64) {
+    buf.extend_from_slice(b"md ");
+    buf.extend_from_slice(key);
+    let _ = write!(Fmt(buf), " C{cas}\r\n");
+}
+
+/// `fmt::Write` into a byte buffer.
+struct Fmt<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Fmt<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+async fn raw_seq(s: &Settings, server: &str) -> Res<Outcome> {
+    let mut conn = RawConn::connect(server).await?;
+    let mut keys = KeyGen::new("raw_seq", run_id(), 0);
+    let mut wbuf = Vec::with_capacity(256);
+    let mut latency = Samples::default();
+    let mut ops = 0u64;
+    let warm_end = Instant::now() + s.warmup;
+    let mut start = Instant::now();
+    let mut end = warm_end + s.secs;
+    let mut warming = !s.warmup.is_zero();
+    loop {
+        let now = Instant::now();
+        if warming && now >= warm_end {
+            warming = false;
+            start = now;
+            end = now + s.secs;
+        }
+        if !warming && now >= end {
+            break;
+        }
+        let key = keys.next().to_string();
+        let t0 = Instant::now();
+        wbuf.clear();
+        push_ms(&mut wbuf, &key);
+        conn.stream.write_all(&wbuf).await?;
+        let cas = hd_cas(&conn.line().await?)?;
+        wbuf.clear();
+        push_md(&mut wbuf, key.as_bytes(), cas);
+        conn.stream.write_all(&wbuf).await?;
+        let reply = conn.line().await?;
+        if reply != b"HD" {
+            return Err(format!("md answered {:?}", String::from_utf8_lossy(&reply)).into());
+        }
+        if !warming {
+            latency.push(t0.elapsed());
+            ops += 1;
+        }
+    }
+    Ok(Outcome {
+        scenario: "raw_seq",
+        backend: "raw",
+        tasks: 1,
+        conns: 1,
+        in_flight: 1,
+        ops,
+        elapsed: start.elapsed(),
+        latency,
+        handoff: None,
+        errors: 0,
+    })
+}
+
+/// One raw connection keeping `depth` pairs in flight until `end`; replies are parsed in
+/// bulk and the follow-up requests of one read go out in one write.
+async fn raw_pipeline_conn(
+    server: String,
+    worker: usize,
+    depth: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> Res<(u64, Samples)> {
+    let mut conn = RawConn::connect(&server).await?;
+    let mut keys = KeyGen::new("raw_pipe", run_id(), worker);
+    // What each outstanding reply answers: (key, is_delete, pair start).
+    let mut pending: VecDeque<(Vec<u8>, bool, Instant)> = VecDeque::with_capacity(depth * 2);
+    let mut wbuf = Vec::with_capacity(depth * 64);
+    let mut latency = Samples::default();
+    let mut ops = 0u64;
+    let mut stopping = false;
+    let now = Instant::now();
+    for _ in 0..depth {
+        let key = keys.next();
+        push_ms(&mut wbuf, key);
+        pending.push_back((key.as_bytes().to_vec(), false, now));
+    }
+    conn.stream.write_all(&wbuf).await?;
+    while !pending.is_empty() {
+        conn.fill().await?;
+        wbuf.clear();
+        let now = Instant::now();
+        if now >= end {
+            stopping = true;
+        }
+        while let Some(line) = conn.buffered_line() {
+            let Some((key, is_delete, t0)) = pending.pop_front() else {
+                return Err("reply without a request".into());
+            };
+            if is_delete {
+                if line != b"HD" {
+                    return Err(format!("md answered {:?}", String::from_utf8_lossy(line)).into());
+                }
+                if t0 >= measure_from && !stopping {
+                    latency.push(now.saturating_duration_since(t0));
+                    ops += 1;
+                }
+                if !stopping {
+                    let key = keys.next();
+                    push_ms(&mut wbuf, key);
+                    pending.push_back((key.as_bytes().to_vec(), false, now));
+                }
+            } else {
+                let cas = hd_cas(line)?;
+                push_md(&mut wbuf, &key, cas);
+                pending.push_back((key, true, t0));
+            }
+        }
+        if !wbuf.is_empty() {
+            conn.stream.write_all(&wbuf).await?;
+        }
+    }
+    Ok((ops, latency))
+}
+
+async fn raw_pipelined(
+    s: &Settings,
+    server: &str,
+    scenario: &'static str,
+    conns: usize,
+    total_in_flight: usize,
+) -> Res<Outcome> {
+    let measure_from = Instant::now() + s.warmup;
+    let end = measure_from + s.secs;
+    let mut handles = Vec::new();
+    for c in 0..conns {
+        // Spread the in-flight pairs as evenly as possible (the lock's pool does the same).
+        let depth = total_in_flight / conns + usize::from(c < total_in_flight % conns);
+        if depth == 0 {
+            continue;
+        }
+        handles.push(tokio::spawn(raw_pipeline_conn(
+            server.to_string(),
+            c,
+            depth,
+            measure_from,
+            end,
+        )));
+    }
+    let mut ops = 0;
+    let mut latency = Samples::default();
+    for h in handles {
+        let (n, l) = h.await??;
+        ops += n;
+        latency.merge(l);
+    }
+    Ok(Outcome {
+        scenario,
+        backend: "raw",
+        tasks: 1,
+        conns,
+        in_flight: total_in_flight,
+        ops,
+        elapsed: s.secs,
+        latency,
+        handoff: None,
+        errors: 0,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Locks
+
+async fn lock_seq<L: Lock + ?Sized>(
+    s: &Settings,
+    lock: &L,
+    scenario: &'static str,
+    backend: &'static str,
+) -> Res<Outcome> {
+    let ctx = Context::new();
+    let mut keys = KeyGen::new(scenario, run_id(), 0);
+    let mut latency = Samples::default();
+    let mut ops = 0u64;
+    let mut errors = 0u64;
+    let warm_end = Instant::now() + s.warmup;
+    let mut start = Instant::now();
+    let mut warming = !s.warmup.is_zero();
+    let mut end = warm_end + s.secs;
+    loop {
+        let now = Instant::now();
+        if warming && now >= warm_end {
+            warming = false;
+            start = now;
+            end = now + s.secs;
+        }
+        if !warming && now >= end {
+            break;
+        }
+        let key = keys.next();
+        let t0 = Instant::now();
+        let ok = lock.try_acquire_lock(&ctx, key, TTL).await?;
+        lock.release_lock(&ctx, key).await?;
+        if !ok {
+            errors += 1;
+            continue;
+        }
+        if !warming {
+            latency.push(t0.elapsed());
+            ops += 1;
+        }
+    }
+    Ok(Outcome {
+        scenario,
+        backend,
+        tasks: 1,
+        conns: 0,
+        in_flight: 1,
+        ops,
+        elapsed: start.elapsed(),
+        latency,
+        handoff: None,
+        errors,
+    })
+}
+
+async fn lock_parallel<L: Lock + 'static>(
+    s: &Settings,
+    lock: Arc<L>,
+    scenario: &'static str,
+    backend: &'static str,
+    conns: usize,
+) -> Res<Outcome> {
+    let measure_from = Instant::now() + s.warmup;
+    let end = measure_from + s.secs;
+    let run = run_id();
+    let mut handles = Vec::new();
+    for w in 0..s.tasks {
+        let lock = lock.clone();
+        handles.push(tokio::spawn(async move {
+            let ctx = Context::new();
+            let mut keys = KeyGen::new(scenario, run, w);
+            let mut latency = Samples::default();
+            let mut ops = 0u64;
+            let mut errors = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let key = keys.next();
+                let ok = lock.try_acquire_lock(&ctx, key, TTL).await?;
+                lock.release_lock(&ctx, key).await?;
+                let t1 = Instant::now();
+                if !ok {
+                    errors += 1;
+                } else if t0 >= measure_from && t1 < end {
+                    latency.push(t1 - t0);
+                    ops += 1;
+                }
+            }
+            Ok::<_, BoxError>((ops, errors, latency))
+        }));
+    }
+    let mut ops = 0;
+    let mut errors = 0;
+    let mut latency = Samples::default();
+    for h in handles {
+        let (n, e, l) = h.await??;
+        ops += n;
+        errors += e;
+        latency.merge(l);
+    }
+    Ok(Outcome {
+        scenario,
+        backend,
+        tasks: s.tasks,
+        conns,
+        in_flight: s.tasks,
+        ops,
+        elapsed: s.secs,
+        latency,
+        handoff: None,
+        errors,
+    })
+}
+
+/// `tasks` tasks take one key in turn with `acquire_lock`; the handoff is the time from the
+/// moment a holder calls `release_lock` to the moment the next holder's `acquire_lock`
+/// returns.
+async fn lock_contended<L: Lock + 'static>(
+    s: &Settings,
+    lock: Arc<L>,
+    scenario: &'static str,
+    backend: &'static str,
+    conns: usize,
+) -> Res<Outcome> {
+    let measure_from = Instant::now() + s.warmup;
+    let end = measure_from + s.secs;
+    let key: Arc<str> = format!("{scenario}:{:x}", run_id()).into();
+    let epoch = Instant::now();
+    // Nanoseconds since `epoch` of the last release call; 0 = none yet.
+    let last_release = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..s.contended_tasks {
+        let lock = lock.clone();
+        let key = key.clone();
+        let last_release = last_release.clone();
+        handles.push(tokio::spawn(async move {
+            let ctx = Context::new();
+            let mut latency = Samples::default();
+            let mut handoff = Samples::default();
+            let mut ops = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let left = end.saturating_duration_since(t0);
+                match lock
+                    .acquire_lock(&ctx, &key, TTL, left + Duration::from_secs(30))
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) => return Err::<_, BoxError>(e.into()),
+                }
+                let t1 = Instant::now();
+                let released = last_release.load(Ordering::Acquire);
+                if t0 >= measure_from && t1 < end {
+                    latency.push(t1 - t0);
+                    ops += 1;
+                    if released != 0 {
+                        let at = epoch + Duration::from_nanos(released);
+                        handoff.push(t1.saturating_duration_since(at));
+                    }
+                }
+                let r = Instant::now().saturating_duration_since(epoch).as_nanos() as u64;
+                last_release.store(r.max(1), Ordering::Release);
+                lock.release_lock(&ctx, &key).await?;
+            }
+            Ok((ops, latency, handoff))
+        }));
+    }
+    let mut ops = 0;
+    let mut latency = Samples::default();
+    let mut handoff = Samples::default();
+    for h in handles {
+        let (n, l, hd) = h.await??;
+        ops += n;
+        latency.merge(l);
+        handoff.merge(hd);
+    }
+    Ok(Outcome {
+        scenario,
+        backend,
+        tasks: s.contended_tasks,
+        conns,
+        in_flight: s.contended_tasks,
+        ops,
+        elapsed: s.secs,
+        latency,
+        handoff: Some(handoff),
+        errors: 0,
+    })
+}
+
+async fn open_memcached(server: &str, pool_size: usize, protocol: &str) -> Res<Arc<MemcachedLock>> {
+    let (host, port) = server
+        .rsplit_once(':')
+        .ok_or_else(|| format!("server address {server:?} is not HOST:PORT"))?;
+    let lock = MemcachedLock::new();
+    let pool = pool_size.to_string();
+    lock.configure(&ConfigParams::from_tuples([
+        ("host", host),
+        ("port", port),
+        ("options.pool_size", pool.as_str()),
+        ("options.timeout", "30000"),
+        ("options.retry_timeout", "100"),
+        ("options.max_size", "100000"),
+        ("options.protocol", protocol),
+    ]))?;
+    lock.open(&Context::new()).await?;
+    Ok(Arc::new(lock))
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn print_summary(results: &mut [Outcome]) {
+    println!();
+    println!(
+        "{:<18} {:>6} {:>6} {:>14} {:>10} {:>10} {:>12} {:>12}",
+        "scenario", "tasks", "conns", "ops/s", "p50 us", "p99 us", "handoff p50", "handoff p99"
+    );
+    for r in results.iter_mut() {
+        let (p50, p99) = r.latency.percentiles();
+        let (h50, h99) = match r.handoff.as_mut() {
+            Some(h) => {
+                let (a, b) = h.percentiles();
+                (format!("{a:.1}"), format!("{b:.1}"))
+            }
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<18} {:>6} {:>6} {:>14.0} {:>10.1} {:>10.1} {:>12} {:>12}",
+            r.scenario,
+            r.tasks,
+            r.conns,
+            r.rate(),
+            p50,
+            p99,
+            h50,
+            h99
+        );
+    }
+    let rate = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.scenario == name)
+            .map(Outcome::rate)
+    };
+    println!();
+    for (num, den, target) in [
+        ("seq", "raw_seq", 0.9),
+        ("parallel", "raw_pipelined", 0.7),
+        ("raw_pipelined", "raw_max", f64::NAN),
+    ] {
+        if let (Some(a), Some(b)) = (rate(num), rate(den)) {
+            let ratio = a / b.max(1e-9);
+            let verdict = if target.is_nan() {
+                String::new()
+            } else if ratio >= target {
+                format!("(target >= {target}: met)")
+            } else {
+                format!("(target >= {target}: NOT met)")
+            };
+            println!("ratio {num}/{den} = {ratio:.3} {verdict}");
+        }
+    }
+}
+
+async fn run(s: Settings) -> Res<()> {
+    let runtime = if s.multi_thread {
+        "multi_thread"
+    } else {
+        "current_thread"
+    };
+    // Keep a self-started server alive until the end.
+    let mut own_server = None;
+    let server = match &s.server {
+        Some(addr) => addr.clone(),
+        None => {
+            let srv = memcached_testkit::MemcachedServer::builder()
+                .threads(1)
+                .memory_mb(256)
+                .start()
+                .map_err(|e| format!("cannot start memcached (pass --server HOST:PORT): {e}"))?;
+            let addr = srv.address();
+            own_server = Some(srv);
+            addr
+        }
+    };
+    eprintln!(
+        "lock_bench: server {server}{}, runtime {runtime}, {} rounds of {} s per scenario (+ {} s warm-up){}",
+        if own_server.is_some() {
+            " (started by the bench)"
+        } else {
+            ""
+        },
+        s.rounds,
+        s.secs.as_secs_f64(),
+        s.warmup.as_secs_f64(),
+        if s.quick { ", quick" } else { "" }
+    );
+    let mut results: Vec<Outcome> = Vec::new();
+    let lock = if s.wants("seq") || s.wants("parallel") || s.wants("contended") {
+        Some(open_memcached(&server, s.pool_size, "meta").await?)
+    } else {
+        None
+    };
+    let classic = if s.wants("classic_seq") || s.wants("classic_parallel") {
+        Some(open_memcached(&server, s.pool_size, "classic").await?)
+    } else {
+        None
+    };
+    // Every round runs every scenario for `secs`: interleaving spreads the noise of a shared
+    // machine over all scenarios instead of letting it hit one of them.
+    for round in 0..s.rounds {
+        let mut this_round: Vec<Outcome> = Vec::new();
+        if s.wants("raw_seq") {
+            this_round.push(raw_seq(&s, &server).await?);
+        }
+        if s.wants("raw_pipelined") {
+            this_round
+                .push(raw_pipelined(&s, &server, "raw_pipelined", s.pool_size, s.tasks).await?);
+        }
+        if s.wants("raw_max") {
+            let (c, d) = (s.raw_max_conns, s.raw_max_depth);
+            this_round.push(raw_pipelined(&s, &server, "raw_max", c, c * d).await?);
+        }
+        if let Some(lock) = &lock {
+            if s.wants("seq") {
+                this_round.push(lock_seq(&s, &**lock, "seq", "memcached").await?);
+            }
+            if s.wants("parallel") {
+                let o =
+                    lock_parallel(&s, lock.clone(), "parallel", "memcached", s.pool_size).await?;
+                this_round.push(o);
+            }
+            if s.wants("contended") {
+                let o =
+                    lock_contended(&s, lock.clone(), "contended", "memcached", s.pool_size).await?;
+                this_round.push(o);
+            }
+        }
+        if let Some(lock) = &classic {
+            if s.wants("classic_seq") {
+                this_round.push(lock_seq(&s, &**lock, "classic_seq", "classic").await?);
+            }
+            if s.wants("classic_parallel") {
+                let o = lock_parallel(&s, lock.clone(), "classic_parallel", "classic", s.pool_size)
+                    .await?;
+                this_round.push(o);
+            }
+        }
+        if s.wants("memory_seq") {
+            let lock = MemoryLock::new();
+            this_round.push(lock_seq(&s, &lock, "memory_seq", "memory").await?);
+        }
+        if s.wants("memory_parallel") {
+            let lock = Arc::new(MemoryLock::new());
+            this_round.push(lock_parallel(&s, lock, "memory_parallel", "memory", 0).await?);
+        }
+        if s.wants("memory_contended") {
+            let lock = Arc::new(MemoryLock::new());
+            this_round.push(lock_contended(&s, lock, "memory_contended", "memory", 0).await?);
+        }
+        if round == 0 {
+            results = this_round;
+        } else {
+            for (total, r) in results.iter_mut().zip(this_round) {
+                total.absorb(r);
+            }
+        }
+        eprintln!("lock_bench: round {} of {} done", round + 1, s.rounds);
+    }
+    for lock in [lock, classic].into_iter().flatten() {
+        lock.close(&Context::new()).await?;
+    }
+    for r in &mut results {
+        println!("{}", r.json(runtime));
+    }
+    print_summary(&mut results);
+    drop(own_server);
+    Ok(())
+}
+
+fn main() {
+    let result = Settings::from_args().and_then(|s| {
+        let rt = if s.multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        };
+        rt.block_on(run(s))
+    });
+    if let Err(e) = result {
+        eprintln!("lock_bench: {e}");
+        std::process::exit(1);
+    }
+}
