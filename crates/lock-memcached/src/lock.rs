@@ -54,14 +54,42 @@ pub struct ServerStatus {
 }
 
 /// A lease this instance holds, with what is needed to release or extend it safely.
+///
+/// Kept free of owned strings: the hot path clones and stores it once per acquisition.
 #[derive(Debug, Clone)]
 struct HeldLease {
-    lease: Lease,
     wire: WireKey,
     cas: u64,
     server: Arc<Endpoint>,
     identity: ServerIdentity,
+    /// The stored value. It carries this acquisition's token, so the `Arc` itself
+    /// identifies the acquisition (compared with `Arc::ptr_eq`).
     value: Arc<[u8]>,
+    fencing_token: u64,
+    ttl: Duration,
+    acquired_at: Instant,
+    valid_until: Instant,
+}
+
+impl HeldLease {
+    fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until
+    }
+
+    fn same_acquisition(&self, value: &Arc<[u8]>) -> bool {
+        Arc::ptr_eq(&self.value, value)
+    }
+
+    fn to_lease(&self, key: &str) -> Lease {
+        Lease {
+            key: key.to_string(),
+            token: LockValue::token(&self.value).to_string(),
+            fencing_token: Some(self.fencing_token),
+            ttl: self.ttl,
+            acquired_at: self.acquired_at,
+            valid_until: self.valid_until,
+        }
+    }
 }
 
 /// The opened state: the cluster and what the hot path needs, behind one `Arc`.
@@ -248,26 +276,12 @@ impl MemcachedLock {
         ((identity.boot_epoch.max(0) as u64) << 32) | (cas & 0xffff_ffff)
     }
 
-    fn lease_for(
-        key: &str,
-        token: &str,
-        ttl: Duration,
-        secs: u32,
-        started: Instant,
-        identity: ServerIdentity,
-        cas: u64,
-    ) -> Lease {
-        let valid = Duration::from_secs(u64::from(secs))
+    /// How long a lease of `secs` whole seconds (asked as `ttl`) is trusted from the moment
+    /// its request was sent.
+    fn validity(ttl: Duration, secs: u32) -> Duration {
+        Duration::from_secs(u64::from(secs))
             .saturating_sub(GRANULARITY)
-            .min(ttl);
-        Lease {
-            key: key.to_string(),
-            token: token.to_string(),
-            fencing_token: Some(Self::fencing_token(identity, cas)),
-            ttl,
-            acquired_at: started,
-            valid_until: started + valid,
-        }
+            .min(ttl)
     }
 
     /// After an acquire whose outcome is unknown (timeout after the write, dropped future),
@@ -388,98 +402,19 @@ impl Lock for MemcachedLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let opened = self.opened(ctx)?;
-        let config = &opened.config;
-        let secs = Self::check_ttl(ctx, ttl, config)?;
-        let wire = wire_key(ctx, key, config)?;
-        if let Some(held) = self.leases.get(key) {
-            if held.lease.is_valid() {
-                return Ok(None); // not reentrant, and no round trip needed to know it
-            }
-        }
-        if self.leases.len() >= config.max_size && !self.leases.contains_key(key) {
-            // Leases never released (left to expire) must not fill the table for good.
-            self.forget_expired_leases();
-        }
-        if self.leases.len() >= config.max_size && !self.leases.contains_key(key) {
-            return Err(Error::bad_request(
-                TOO_MANY_LOCKS,
-                format!(
-                    "this instance already holds {} locks (options.max_size)",
-                    config.max_size
-                ),
-            )
-            .with_detail("key", key)
-            .with_context(ctx));
-        }
-        let token = new_token();
-        let value: Arc<[u8]> = LockValue::encode(&token, &self.holder, ctx.trace_id()).into();
-        let server = opened.cluster.server_for(&wire).clone();
-        let started = Instant::now();
-        let in_flight = AcquireInFlight {
-            armed: AtomicBool::new(true),
-            server: server.clone(),
-            wire: wire.clone(),
-            value: value.clone(),
-            timeout: config.timeout,
-        };
-        let request = Request::Set {
-            key: wire.clone(),
-            data: value.to_vec(),
-            mode: SetMode::Add,
-            ttl_secs: secs,
-        };
-        let executed = match server.execute(ctx, request, false, None).await {
-            Ok(executed) => executed,
-            Err(e) => {
-                // Only a request that may have reached the server needs the cleanup.
-                if !matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Protocol) {
-                    in_flight.disarm();
-                }
-                return Err(e.with_detail("key", key));
-            }
-        };
-        match executed.reply {
-            Reply::Hd(flags) => match flags.cas {
-                Some(cas) if cas != 0 => {
-                    in_flight.disarm();
-                    let lease =
-                        Self::lease_for(key, &token, ttl, secs, started, executed.identity, cas);
-                    self.leases.insert(
-                        key.to_string(),
-                        HeldLease {
-                            lease: lease.clone(),
-                            wire,
-                            cas,
-                            server,
-                            identity: executed.identity,
-                            value,
-                        },
-                    );
-                    Ok(Some(lease))
-                }
-                // The item is stored but cannot be released safely; it is left to expire.
-                _ => {
-                    in_flight.disarm();
-                    Err(cas_disabled(ctx, &server))
-                }
-            },
-            Reply::Ns(_) => {
-                in_flight.disarm();
-                Ok(None)
-            }
-            Reply::ServerError(msg) => {
-                in_flight.disarm();
-                Err(Error::new(
-                    ErrorKind::Protocol,
-                    codes::SERVER_ERROR,
-                    format!("memcached at {} refused the lock: {msg}", server.address()),
-                )
-                .with_detail("key", key)
-                .with_context(ctx))
-            }
-            other => Err(unexpected(ctx, "ms", &other)),
-        }
+        Ok(self
+            .acquire_once(ctx, key, ttl)
+            .await?
+            .map(|held| held.to_lease(key)))
+    }
+
+    // The plain calls skip building a `Lease` and one boxed future: they are the hot path.
+    async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+        Ok(self.acquire_once(ctx, key, ttl).await?.is_some())
+    }
+
+    async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
+        self.release_once(ctx, key).await.map(|_| ())
     }
 
     async fn acquire_lease(
@@ -500,30 +435,7 @@ impl Lock for MemcachedLock {
     }
 
     async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
-        let opened = self.opened(ctx)?;
-        let Some((_, held)) = self.leases.remove(key) else {
-            // Only a valid key can be in the table: validate (and report) the others here,
-            // off the hot path.
-            wire_key(ctx, key, &opened.config)?;
-            return Ok(false);
-        };
-        let result = self.delete_held(ctx, &held).await;
-        match result {
-            Ok(deleted) => {
-                if deleted {
-                    self.waiters.notify_released(key);
-                }
-                Ok(deleted)
-            }
-            Err(e) => {
-                // Nothing is known to have changed: keep the lease so the caller can retry
-                // (unless a new acquisition replaced it meanwhile).
-                if e.kind() != ErrorKind::OutcomeUnknown {
-                    self.leases.entry(key.to_string()).or_insert(held);
-                }
-                Err(e.with_detail("key", key))
-            }
-        }
+        self.release_once(ctx, key).await
     }
 
     async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
@@ -538,7 +450,7 @@ impl Lock for MemcachedLock {
             let started = Instant::now();
             let request = Request::Set {
                 key: held.wire.clone(),
-                data: held.value.to_vec(),
+                data: held.value.clone(),
                 mode: SetMode::Cas(cas),
                 ttl_secs: secs,
             };
@@ -549,7 +461,7 @@ impl Lock for MemcachedLock {
             {
                 Ok(e) => e,
                 Err(e) if e.code() == codes::SERVER_RESTARTED => {
-                    self.forget(key, &held.lease.token);
+                    self.forget(key, &held.value);
                     return Ok(None);
                 }
                 Err(e) => return Err(e.with_detail("key", key)),
@@ -560,21 +472,18 @@ impl Lock for MemcachedLock {
                         .cas
                         .filter(|c| *c != 0)
                         .ok_or_else(|| cas_disabled(ctx, &held.server))?;
-                    let mut lease = Self::lease_for(
-                        key,
-                        &held.lease.token,
-                        ttl,
-                        secs,
-                        started,
-                        held.identity,
-                        new_cas,
-                    );
                     // Extending keeps the acquisition's fencing token: the holder did not change.
-                    lease.fencing_token = held.lease.fencing_token;
+                    let extended = HeldLease {
+                        cas: new_cas,
+                        ttl,
+                        acquired_at: started,
+                        valid_until: started + Self::validity(ttl, secs),
+                        ..held.clone()
+                    };
+                    let lease = extended.to_lease(key);
                     if let Some(mut entry) = self.leases.get_mut(key) {
-                        if entry.lease.token == held.lease.token {
-                            entry.cas = new_cas;
-                            entry.lease = lease.clone();
+                        if entry.same_acquisition(&held.value) {
+                            *entry = extended;
                         }
                     }
                     return Ok(Some(lease));
@@ -585,19 +494,19 @@ impl Lock for MemcachedLock {
                     match self.current_cas_if_ours(ctx, &held).await? {
                         Some(current) if current != cas => cas = current,
                         _ => {
-                            self.forget(key, &held.lease.token);
+                            self.forget(key, &held.value);
                             return Ok(None);
                         }
                     }
                 }
                 Reply::Nf(_) | Reply::Ns(_) => {
-                    self.forget(key, &held.lease.token);
+                    self.forget(key, &held.value);
                     return Ok(None);
                 }
                 other => return Err(unexpected(ctx, "ms", &other)),
             }
         }
-        self.forget(key, &held.lease.token);
+        self.forget(key, &held.value);
         Ok(None)
     }
 
@@ -631,6 +540,133 @@ impl Lock for MemcachedLock {
 }
 
 impl MemcachedLock {
+    /// One acquire attempt; on success the lease record as stored in the table.
+    async fn acquire_once(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<HeldLease>> {
+        let opened = self.opened(ctx)?;
+        let config = &opened.config;
+        let secs = Self::check_ttl(ctx, ttl, config)?;
+        let wire = wire_key(ctx, key, config)?;
+        if let Some(held) = self.leases.get(key) {
+            if held.is_valid() {
+                return Ok(None); // not reentrant, and no round trip needed to know it
+            }
+        }
+        if self.leases.len() >= config.max_size && !self.leases.contains_key(key) {
+            // Leases never released (left to expire) must not fill the table for good.
+            self.forget_expired_leases();
+        }
+        if self.leases.len() >= config.max_size && !self.leases.contains_key(key) {
+            return Err(Error::bad_request(
+                TOO_MANY_LOCKS,
+                format!(
+                    "this instance already holds {} locks (options.max_size)",
+                    config.max_size
+                ),
+            )
+            .with_detail("key", key)
+            .with_context(ctx));
+        }
+        let value: Arc<[u8]> = LockValue::encode_new(&self.holder, ctx.trace_id()).into();
+        let server = opened.cluster.server_for(&wire).clone();
+        let started = Instant::now();
+        let in_flight = AcquireInFlight {
+            armed: AtomicBool::new(true),
+            server: server.clone(),
+            wire: wire.clone(),
+            value: value.clone(),
+            timeout: config.timeout,
+        };
+        let request = Request::Set {
+            key: wire.clone(),
+            data: value.clone(),
+            mode: SetMode::Add,
+            ttl_secs: secs,
+        };
+        let executed = match server.execute(ctx, request, false, None).await {
+            Ok(executed) => executed,
+            Err(e) => {
+                // Only a request that may have reached the server needs the cleanup.
+                if !matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Protocol) {
+                    in_flight.disarm();
+                }
+                return Err(e.with_detail("key", key));
+            }
+        };
+        match executed.reply {
+            Reply::Hd(flags) => match flags.cas {
+                Some(cas) if cas != 0 => {
+                    in_flight.disarm();
+                    let held = HeldLease {
+                        wire,
+                        cas,
+                        server,
+                        identity: executed.identity,
+                        fencing_token: Self::fencing_token(executed.identity, cas),
+                        ttl,
+                        acquired_at: started,
+                        valid_until: started + Self::validity(ttl, secs),
+                        value,
+                    };
+                    self.leases.insert(key.to_string(), held.clone());
+                    Ok(Some(held))
+                }
+                // The item is stored but cannot be released safely; it is left to expire.
+                _ => {
+                    in_flight.disarm();
+                    Err(cas_disabled(ctx, &server))
+                }
+            },
+            Reply::Ns(_) => {
+                in_flight.disarm();
+                Ok(None)
+            }
+            Reply::ServerError(msg) => {
+                in_flight.disarm();
+                Err(Error::new(
+                    ErrorKind::Protocol,
+                    codes::SERVER_ERROR,
+                    format!("memcached at {} refused the lock: {msg}", server.address()),
+                )
+                .with_detail("key", key)
+                .with_context(ctx))
+            }
+            other => Err(unexpected(ctx, "ms", &other)),
+        }
+    }
+
+    /// Releases this owner's lock on `key`; whether it was deleted.
+    async fn release_once(&self, ctx: &Context, key: &str) -> Result<bool> {
+        let opened = self.opened(ctx)?;
+        let Some((_, held)) = self.leases.remove(key) else {
+            // Only a valid key can be in the table: validate (and report) the others here,
+            // off the hot path.
+            wire_key(ctx, key, &opened.config)?;
+            return Ok(false);
+        };
+        let result = self.delete_held(ctx, &held).await;
+        match result {
+            Ok(deleted) => {
+                if deleted {
+                    self.waiters.notify_released(key);
+                }
+                Ok(deleted)
+            }
+            Err(e) => {
+                // Nothing is known to have changed: keep the lease so the caller can retry
+                // (unless a new acquisition replaced it meanwhile).
+                if e.kind() != ErrorKind::OutcomeUnknown {
+                    self.leases.entry(key.to_string()).or_insert(held);
+                }
+                Err(e.with_detail("key", key))
+            }
+        }
+    }
+
     /// Drops leases whose item memcached has certainly expired: `ttl` rounded up, plus a
     /// second for its clock, after the validity deadline's start.
     fn forget_expired_leases(&self) {
@@ -639,16 +675,16 @@ impl MemcachedLock {
         let margin = read(&self.config).timeout + GRANULARITY;
         let now = Instant::now();
         self.leases.retain(|_, h| {
-            let ttl = h.lease.ttl;
+            let ttl = h.ttl;
             let secs = ttl
                 .as_secs()
                 .saturating_add(u64::from(ttl.subsec_nanos() > 0));
-            h.lease.acquired_at + Duration::from_secs(secs) + margin > now
+            h.acquired_at + Duration::from_secs(secs) + margin > now
         });
     }
 
-    fn forget(&self, key: &str, token: &str) {
-        self.leases.remove_if(key, |_, h| h.lease.token == token);
+    fn forget(&self, key: &str, value: &Arc<[u8]>) {
+        self.leases.remove_if(key, |_, h| h.same_acquisition(value));
     }
 
     async fn current_cas_if_ours(&self, ctx: &Context, held: &HeldLease) -> Result<Option<u64>> {
@@ -764,7 +800,7 @@ async fn probe_cas(ctx: &Context, server: &Arc<Endpoint>) -> Result<()> {
     let key = WireKey::new_unchecked(format!("__lock_probe_{}", new_token()).into_bytes(), false);
     let set = Request::Set {
         key: key.clone(),
-        data: b"probe".to_vec(),
+        data: Arc::from(&b"probe"[..]),
         mode: SetMode::Add,
         ttl_secs: 2,
     };

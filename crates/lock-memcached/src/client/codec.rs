@@ -11,6 +11,7 @@
 //! a reply of the wrong kind for the request, a wrong opaque) is a [`ProtocolError`].
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The longest reply line accepted (memcached's own lines are far shorter).
 pub(crate) const MAX_LINE: usize = 8 * 1024;
@@ -25,7 +26,8 @@ pub(crate) const MAX_KEY: usize = 250;
 /// `base64` is set, already base64-encoded (sent with the meta `b` flag).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct WireKey {
-    bytes: Vec<u8>,
+    // Shared: a key is cloned into the request, the lease record and the cleanup guard.
+    bytes: Arc<[u8]>,
     base64: bool,
 }
 
@@ -33,7 +35,10 @@ impl WireKey {
     /// Wraps bytes the caller has validated. The connection re-checks them cheaply with
     /// [`WireKey::is_safe`] before writing, so an unchecked key can never inject a command.
     pub(crate) fn new_unchecked(bytes: Vec<u8>, base64: bool) -> WireKey {
-        WireKey { bytes, base64 }
+        WireKey {
+            bytes: bytes.into(),
+            base64,
+        }
     }
 
     /// The bytes sent as the key token.
@@ -70,7 +75,8 @@ pub(crate) enum Request {
     /// `ms <key> <len> [b] ME|C<cas> T<ttl> c O<opaque>` + data line.
     Set {
         key: WireKey,
-        data: Vec<u8>,
+        /// Shared with the lease record, so sending it copies nothing.
+        data: Arc<[u8]>,
         mode: SetMode,
         ttl_secs: u32,
     },
@@ -623,14 +629,14 @@ mod tests {
     fn encodes_every_request() {
         let set = Request::Set {
             key: key("lk"),
-            data: b"tok".to_vec(),
+            data: b"tok".to_vec().into(),
             mode: SetMode::Add,
             ttl_secs: 5,
         };
         assert_eq!(enc(&set, 7), b"ms lk 3 ME T5 c O7\r\ntok\r\n");
         let cas = Request::Set {
             key: key("lk"),
-            data: b"a\r\nb".to_vec(),
+            data: b"a\r\nb".to_vec().into(),
             mode: SetMode::Cas(42),
             ttl_secs: 9,
         };
@@ -648,7 +654,7 @@ mod tests {
         assert_eq!(enc(&b64, 11), b"mg bG9jaw== b v c t O11\r\n");
         let b64set = Request::Set {
             key: WireKey::new_unchecked(b"bG9jaw==".to_vec(), true),
-            data: vec![],
+            data: vec![].into(),
             mode: SetMode::Add,
             ttl_secs: 1,
         };

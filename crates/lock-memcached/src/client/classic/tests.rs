@@ -33,7 +33,7 @@ fn key(k: &str) -> WireKey {
 fn add(k: &str, data: &[u8], ttl_secs: u32) -> Request {
     Request::Set {
         key: key(k),
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         mode: SetMode::Add,
         ttl_secs,
     }
@@ -42,7 +42,7 @@ fn add(k: &str, data: &[u8], ttl_secs: u32) -> Request {
 fn cas_set(k: &str, data: &[u8], cas: u64, ttl_secs: u32) -> Request {
     Request::Set {
         key: key(k),
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         mode: SetMode::Cas(cas),
         ttl_secs,
     }

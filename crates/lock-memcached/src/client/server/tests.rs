@@ -34,7 +34,7 @@ fn key(k: &str) -> WireKey {
 fn add(k: &str, data: &[u8], ttl_secs: u32) -> Request {
     Request::Set {
         key: key(k),
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         mode: SetMode::Add,
         ttl_secs,
     }
@@ -96,7 +96,7 @@ async fn meta_round_trips() {
     assert!(matches!(run(&server, wrong).await, Reply::Ex(_)));
     let extend = Request::Set {
         key: key("lk"),
-        data: b"tok".to_vec(),
+        data: b"tok".to_vec().into(),
         mode: SetMode::Cas(cas),
         ttl_secs: 9,
     };
@@ -112,7 +112,7 @@ async fn meta_round_trips() {
     assert!(matches!(run(&server, stale).await, Reply::Ex(_)));
     let stale_extend = Request::Set {
         key: key("lk"),
-        data: b"x".to_vec(),
+        data: b"x".to_vec().into(),
         mode: SetMode::Cas(cas),
         ttl_secs: 9,
     };
@@ -130,7 +130,7 @@ async fn meta_round_trips() {
     assert!(matches!(run(&server, gone).await, Reply::Nf(_)));
     let missing = Request::Set {
         key: key("lk"),
-        data: b"x".to_vec(),
+        data: b"x".to_vec().into(),
         mode: SetMode::Cas(1),
         ttl_secs: 9,
     };
@@ -139,7 +139,7 @@ async fn meta_round_trips() {
     let b64 = WireKey::new_unchecked(b"bG9jawogbmFtZQ==".to_vec(), true);
     let set = Request::Set {
         key: b64.clone(),
-        data: b"v".to_vec(),
+        data: b"v".to_vec().into(),
         mode: SetMode::Add,
         ttl_secs: 5,
     };
@@ -173,7 +173,7 @@ async fn many_callers_share_one_connection_and_replies_never_cross() {
                 let value = format!("value-{t}-{round}");
                 let set = Request::Set {
                     key: key(&k),
-                    data: value.clone().into_bytes(),
+                    data: value.clone().into_bytes().into(),
                     mode: SetMode::Add,
                     ttl_secs: 60,
                 };
