@@ -277,7 +277,8 @@ impl LockGuard {
         if self.is_lost() {
             return Ok(false);
         }
-        self.lock.release_owned(&self.ctx, &self.key).await
+        let lease = self.lease();
+        self.lock.release_lease(&self.ctx, &lease).await
     }
 }
 
@@ -292,10 +293,10 @@ impl Drop for LockGuard {
         if let Ok(runtime) = Handle::try_current() {
             let lock = self.lock.clone();
             let ctx = self.ctx.clone();
-            let key = std::mem::take(&mut self.key);
+            let lease = self.lease();
             // Best effort: an error only means the ttl frees the lock instead.
             runtime.spawn(async move {
-                let _ = lock.release_owned(&ctx, &key).await;
+                let _ = lock.release_lease(&ctx, &lease).await;
             });
         }
     }
@@ -327,6 +328,9 @@ async fn renew(
             _ = sleep_until(valid_until) => break,
         };
         match outcome {
+            // Another acquisition of the key (by the same lock instance, after this lease
+            // was lost) is not this guard's lease.
+            Ok(Some(renewed)) if renewed.token != lease.borrow().token => break,
             Ok(Some(renewed)) => {
                 valid_until = renewed.valid_until;
                 next = Instant::now() + interval;

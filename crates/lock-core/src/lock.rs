@@ -1,6 +1,8 @@
 //! The `Lock` trait and the values it returns.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,6 +132,16 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// Looks at `key` without changing it.
     async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo>;
 
+    /// Releases the acquisition `lease` describes, and only that one: `Ok(false)` when the
+    /// key is no longer held under the lease's token (expired, released, or taken again,
+    /// even by this same instance). [`crate::LockGuard`] releases this way.
+    ///
+    /// The default forwards to [`Lock::release_owned`]; backends with per-acquisition
+    /// tokens (`MemoryLock`, `MemcachedLock`) check the token.
+    async fn release_lease(&self, ctx: &Context, lease: &Lease) -> Result<bool> {
+        self.release_owned(ctx, &lease.key).await
+    }
+
     /// One attempt to take `key` for `ttl`: `true` when acquired, `false` on contention.
     async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
         Ok(self.try_acquire_lease(ctx, key, ttl).await?.is_some())
@@ -158,63 +170,152 @@ pub trait Lock: Send + Sync + fmt::Debug {
     }
 }
 
+/// The boxed future every `Lock` method returns (the shape `#[async_trait]` gives them).
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+// Written without `#[async_trait]` on purpose: the inner call already returns a boxed
+// future, so forwarding it as is saves a second allocation per call for every caller that
+// holds the lock as `Arc<dyn Lock>` (which method resolution routes through this impl).
 macro_rules! forward_lock {
     ($ty:ty) => {
-        #[async_trait]
         impl<T: Lock + ?Sized> Lock for $ty {
-            async fn try_acquire_lease(
-                &self,
-                ctx: &Context,
-                key: &str,
+            fn try_acquire_lease<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
                 ttl: Duration,
-            ) -> Result<Option<Lease>> {
-                (**self).try_acquire_lease(ctx, key, ttl).await
+            ) -> BoxFuture<'async_trait, Result<Option<Lease>>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).try_acquire_lease(ctx, key, ttl)
             }
-            async fn acquire_lease(
-                &self,
-                ctx: &Context,
-                key: &str,
-                ttl: Duration,
-                timeout: Duration,
-            ) -> Result<Lease> {
-                (**self).acquire_lease(ctx, key, ttl, timeout).await
-            }
-            async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
-                (**self).release_owned(ctx, key).await
-            }
-            async fn extend_lease(
-                &self,
-                ctx: &Context,
-                key: &str,
-                ttl: Duration,
-            ) -> Result<Option<Lease>> {
-                (**self).extend_lease(ctx, key, ttl).await
-            }
-            async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo> {
-                (**self).inspect_lock(ctx, key).await
-            }
-            async fn try_acquire_lock(
-                &self,
-                ctx: &Context,
-                key: &str,
-                ttl: Duration,
-            ) -> Result<bool> {
-                (**self).try_acquire_lock(ctx, key, ttl).await
-            }
-            async fn acquire_lock(
-                &self,
-                ctx: &Context,
-                key: &str,
+            fn acquire_lease<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
                 ttl: Duration,
                 timeout: Duration,
-            ) -> Result<()> {
-                (**self).acquire_lock(ctx, key, ttl, timeout).await
+            ) -> BoxFuture<'async_trait, Result<Lease>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).acquire_lease(ctx, key, ttl, timeout)
             }
-            async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
-                (**self).release_lock(ctx, key).await
+            fn release_owned<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
+            ) -> BoxFuture<'async_trait, Result<bool>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).release_owned(ctx, key)
             }
-            async fn extend_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
-                (**self).extend_lock(ctx, key, ttl).await
+            fn extend_lease<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
+                ttl: Duration,
+            ) -> BoxFuture<'async_trait, Result<Option<Lease>>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).extend_lease(ctx, key, ttl)
+            }
+            fn inspect_lock<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
+            ) -> BoxFuture<'async_trait, Result<LockInfo>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).inspect_lock(ctx, key)
+            }
+            fn try_acquire_lock<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
+                ttl: Duration,
+            ) -> BoxFuture<'async_trait, Result<bool>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).try_acquire_lock(ctx, key, ttl)
+            }
+            fn acquire_lock<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
+                ttl: Duration,
+                timeout: Duration,
+            ) -> BoxFuture<'async_trait, Result<()>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).acquire_lock(ctx, key, ttl, timeout)
+            }
+            fn release_lock<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
+            ) -> BoxFuture<'async_trait, Result<()>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).release_lock(ctx, key)
+            }
+            fn release_lease<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                lease: &'c Lease,
+            ) -> BoxFuture<'async_trait, Result<bool>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).release_lease(ctx, lease)
+            }
+            fn extend_lock<'a, 'b, 'c, 'async_trait>(
+                &'a self,
+                ctx: &'b Context,
+                key: &'c str,
+                ttl: Duration,
+            ) -> BoxFuture<'async_trait, Result<bool>>
+            where
+                'a: 'async_trait,
+                'b: 'async_trait,
+                'c: 'async_trait,
+                Self: 'async_trait,
+            {
+                (**self).extend_lock(ctx, key, ttl)
             }
         }
     };

@@ -419,13 +419,13 @@ impl MemoryLock {
         }
     }
 
-    fn release(&self, ctx: &Context, key: &str) -> Result<bool> {
+    /// Releases this owner's entry for `key` (only the acquisition with `token`, when given).
+    fn release(&self, ctx: &Context, key: &str, token: Option<u128>) -> Result<bool> {
         check_key(ctx, key)?;
         let now = Instant::now();
-        let removed = self
-            .table
-            .entries
-            .remove_if(key, |_, h| h.owner == self.owner || h.valid_until <= now);
+        let removed = self.table.entries.remove_if(key, |_, h| {
+            (h.owner == self.owner && token.is_none_or(|t| t == h.token)) || h.valid_until <= now
+        });
         Ok(match removed {
             // Ours and still valid: released. (An expired entry, ours or not, is only
             // reclaimed: there was nothing of ours to release.)
@@ -474,7 +474,15 @@ impl Lock for MemoryLock {
     }
 
     async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
-        self.release(ctx, key)
+        self.release(ctx, key, None)
+    }
+
+    async fn release_lease(&self, ctx: &Context, lease: &Lease) -> Result<bool> {
+        match u128::from_str_radix(&lease.token, 16) {
+            Ok(token) => self.release(ctx, &lease.key, Some(token)),
+            // Not a token this backend made: nothing of that lease can be held here.
+            Err(_) => Ok(false),
+        }
     }
 
     async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
@@ -524,7 +532,7 @@ impl Lock for MemoryLock {
     }
 
     async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
-        self.release(ctx, key).map(|_| ())
+        self.release(ctx, key, None).map(|_| ())
     }
 }
 

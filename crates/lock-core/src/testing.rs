@@ -121,6 +121,7 @@ where
     ownership_release(&make_owner, config).await;
     ownership_extend(&make_owner, config).await;
     release_after_expiry_keeps_next_holder(&make_owner, config).await;
+    stale_lease_keeps_newer_acquisition(&make_owner, config).await;
     extend(&make_owner, config).await;
     inspection(&make_owner, config).await;
     guard_renewal(&make_owner, config).await;
@@ -309,6 +310,51 @@ where
         "expiry: the lock must be free after its ttl ({ttl:?})"
     );
     b.release_lock(&ctx, &key).await.expect("expiry: cleanup");
+}
+
+/// Releasing by an expired lease does not touch a newer acquisition of the same key, even
+/// one made by the same owner (what a `LockGuard` relies on when tasks share one instance).
+pub async fn stale_lease_keeps_newer_acquisition<F, Fut>(make_owner: F, config: SuiteConfig)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Lock>>,
+{
+    let case = "stale_lease_keeps_newer_acquisition";
+    let (ctx, key) = (ctx(case), unique_key(case));
+    let ttl = config.short_ttl();
+    let a = make_owner().await;
+    let old = a
+        .try_acquire_lease(&ctx, &key, ttl)
+        .await
+        .expect("stale lease: try")
+        .expect("stale lease: the key must be free");
+    tokio::time::sleep(config.expiry_wait(ttl)).await;
+    let newer = a
+        .try_acquire_lease(&ctx, &key, LONG_TTL)
+        .await
+        .expect("stale lease: try after ttl")
+        .expect("stale lease: the key must be free after its ttl");
+    assert_ne!(old.token, newer.token, "{case}: tokens are per acquisition");
+    assert!(
+        !a.release_lease(&ctx, &old)
+            .await
+            .expect("stale lease: release old"),
+        "{case}: an expired lease released a newer acquisition"
+    );
+    let info = a
+        .inspect_lock(&ctx, &key)
+        .await
+        .expect("stale lease: inspect");
+    assert!(
+        info.held && info.held_by_me,
+        "{case}: the newer acquisition was lost"
+    );
+    assert!(
+        a.release_lease(&ctx, &newer)
+            .await
+            .expect("stale lease: release newer"),
+        "{case}: the current lease must release"
+    );
 }
 
 /// Another owner can neither release nor take a held lock; fencing tokens grow.

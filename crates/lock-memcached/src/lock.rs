@@ -414,7 +414,7 @@ impl Lock for MemcachedLock {
     }
 
     async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
-        self.release_once(ctx, key).await.map(|_| ())
+        self.release_once(ctx, key, None).await.map(|_| ())
     }
 
     async fn acquire_lease(
@@ -435,7 +435,11 @@ impl Lock for MemcachedLock {
     }
 
     async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
-        self.release_once(ctx, key).await
+        self.release_once(ctx, key, None).await
+    }
+
+    async fn release_lease(&self, ctx: &Context, lease: &Lease) -> Result<bool> {
+        self.release_once(ctx, &lease.key, Some(&lease.token)).await
     }
 
     async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
@@ -639,10 +643,17 @@ impl MemcachedLock {
         }
     }
 
-    /// Releases this owner's lock on `key`; whether it was deleted.
-    async fn release_once(&self, ctx: &Context, key: &str) -> Result<bool> {
+    /// Releases this owner's lock on `key` (only the acquisition with `token`, when given);
+    /// whether it was deleted.
+    async fn release_once(&self, ctx: &Context, key: &str, token: Option<&str>) -> Result<bool> {
         let opened = self.opened(ctx)?;
-        let Some((_, held)) = self.leases.remove(key) else {
+        let removed = match token {
+            None => self.leases.remove(key),
+            Some(token) => self
+                .leases
+                .remove_if(key, |_, h| LockValue::token(&h.value) == token),
+        };
+        let Some((_, held)) = removed else {
             // Only a valid key can be in the table: validate (and report) the others here,
             // off the hot path.
             wire_key(ctx, key, &opened.config)?;

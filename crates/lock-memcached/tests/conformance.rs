@@ -73,6 +73,7 @@ macro_rules! suite {
             ownership_release,
             ownership_extend,
             release_after_expiry_keeps_next_holder,
+            stale_lease_keeps_newer_acquisition,
             extend,
             inspection,
             guard_renewal,

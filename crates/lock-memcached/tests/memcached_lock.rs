@@ -648,3 +648,30 @@ async fn max_size_bounds_the_lease_table_and_expired_leases_make_room() {
     assert!(a.try_acquire_lock(&ctx, &key("max4"), TTL).await.unwrap());
     assert_eq!(a.held_count(), 1);
 }
+
+#[tokio::test]
+async fn a_stale_lease_of_the_same_instance_cannot_release_its_newer_acquisition() {
+    let server = MemcachedServer::start().unwrap();
+    let a = open_lock(&server.address(), &[]).await;
+    let ctx = Context::new();
+    let k = key("same-owner");
+    let old = a
+        .try_acquire_lease(&ctx, &k, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // Wait until the item expired, then the same instance acquires the key again.
+    let newer = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(l) = a.try_acquire_lease(&ctx, &k, TTL).await.unwrap() {
+            break l;
+        }
+    };
+    assert_ne!(old.token, newer.token);
+    // Releasing by the old lease (what a LockGuard does) leaves the new acquisition alone.
+    assert!(!a.release_lease(&ctx, &old).await.unwrap());
+    assert!(raw_get(&server.address(), &k).is_some());
+    assert!(a.inspect_lock(&ctx, &k).await.unwrap().held_by_me);
+    assert!(a.release_lease(&ctx, &newer).await.unwrap());
+    assert!(raw_get(&server.address(), &k).is_none());
+}
