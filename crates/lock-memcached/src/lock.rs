@@ -69,6 +69,9 @@ struct HeldLease {
     ttl: Duration,
     acquired_at: Instant,
     valid_until: Instant,
+    /// When memcached has certainly dropped the item: the reply's arrival plus the ttl in
+    /// whole seconds plus a second for its clock. Past it, the record only takes room.
+    gone_by: Instant,
 }
 
 impl HeldLease {
@@ -274,6 +277,11 @@ impl MemcachedLock {
         // The boot epoch orders server lifetimes; within one, CAS values only grow. Valid
         // while the CAS fits in 32 bits (docs/safety.md states the limits).
         ((identity.boot_epoch.max(0) as u64) << 32) | (cas & 0xffff_ffff)
+    }
+
+    /// See [`HeldLease::gone_by`]; called when the reply has arrived.
+    fn gone_by(secs: u32) -> Instant {
+        Instant::now() + Duration::from_secs(u64::from(secs)) + GRANULARITY
     }
 
     /// How long a lease of `secs` whole seconds (asked as `ttl`) is trusted from the moment
@@ -482,6 +490,7 @@ impl Lock for MemcachedLock {
                         ttl,
                         acquired_at: started,
                         valid_until: started + Self::validity(ttl, secs),
+                        gone_by: Self::gone_by(secs),
                         ..held.clone()
                     };
                     let lease = extended.to_lease(key);
@@ -614,6 +623,7 @@ impl MemcachedLock {
                         ttl,
                         acquired_at: started,
                         valid_until: started + Self::validity(ttl, secs),
+                        gone_by: Self::gone_by(secs),
                         value,
                     };
                     self.leases.insert(key.to_string(), held.clone());
@@ -678,20 +688,10 @@ impl MemcachedLock {
         }
     }
 
-    /// Drops leases whose item memcached has certainly expired: `ttl` rounded up, plus a
-    /// second for its clock, after the validity deadline's start.
+    /// Drops leases whose item memcached has certainly expired (see `HeldLease::gone_by`).
     fn forget_expired_leases(&self) {
-        // An item set just before the reply timed out lives until `acquired_at + timeout +
-        // ttl rounded up` at the latest, plus a second for memcached's clock.
-        let margin = read(&self.config).timeout + GRANULARITY;
         let now = Instant::now();
-        self.leases.retain(|_, h| {
-            let ttl = h.ttl;
-            let secs = ttl
-                .as_secs()
-                .saturating_add(u64::from(ttl.subsec_nanos() > 0));
-            h.acquired_at + Duration::from_secs(secs) + margin > now
-        });
+        self.leases.retain(|_, h| h.gone_by > now);
     }
 
     fn forget(&self, key: &str, value: &Arc<[u8]>) {

@@ -1,5 +1,5 @@
 //! The connections to one server: `pool_size` slots, filled on demand, replaced when broken
-//! (at most once per `reconnect` per slot after a failure), closed when idle.
+//! (a failed connect is retried no sooner than `reconnect`), closed when idle.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,8 +21,9 @@ pub(crate) struct ClientOptions {
     pub(crate) timeout: Duration,
     /// Bounds one TCP connect (default: the same as `timeout`).
     pub(crate) connect_timeout: Duration,
-    /// After a broken connection or a failed connect, a slot is not reconnected again
-    /// before this much time passed since its previous attempt (default 10 s).
+    /// After a failed connect, a slot is not tried again before this much time passed since
+    /// that attempt (default 10 s). A connection that worked and then broke is replaced at
+    /// once.
     pub(crate) reconnect: Duration,
     /// Retries of an operation that is safe to repeat (default 3).
     pub(crate) retries: u32,
@@ -129,8 +130,7 @@ impl Pool {
                     }
                     continue;
                 }
-                // Broken: replaced, but not sooner than `reconnect` after the attempt
-                // that made it (a long-lived connection is replaced at once).
+                // Broken: replaced (at once, since its connect succeeded).
                 state.conn = None;
             }
             match state.last_attempt.map(|t| t + self.options.reconnect) {
@@ -209,14 +209,18 @@ impl Pool {
         let conn = Arc::new(conn);
         let mut state = slot.lock();
         state.conn = Some(conn.clone());
+        // Only failed connects are held back: a connection that worked and later broke is
+        // replaced at once (with pool_size=1 a single bad reply would otherwise cut the
+        // server off for `reconnect`).
+        state.last_attempt = None;
         Ok(Checkout {
             conn,
             fresh: Some(probed),
         })
     }
 
-    /// Marks the slot holding `conn` as failed (the connection is closed and the slot is
-    /// reconnected no sooner than `reconnect` after its last attempt).
+    /// Marks the slot holding `conn` as failed: the connection is closed and the slot is
+    /// filled again on demand.
     pub(crate) fn discard(&self, conn: &Arc<Connection>) {
         conn.close();
         for slot in &self.slots {

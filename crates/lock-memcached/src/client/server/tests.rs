@@ -291,7 +291,7 @@ async fn timeouts_are_classified() {
 }
 
 #[tokio::test]
-async fn a_broken_connection_is_replaced_but_not_more_often_than_reconnect() {
+async fn a_broken_connection_is_replaced_at_once_but_a_failed_connect_waits_for_reconnect() {
     let mc = start();
     let proxy = FaultProxy::start(mc.socket_addr()).await.expect("proxy");
     let options = ClientOptions {
@@ -303,31 +303,26 @@ async fn a_broken_connection_is_replaced_but_not_more_often_than_reconnect() {
     let server = Server::new(proxy.address(), options);
     run(&server, Request::Noop).await;
     wait_until(|| proxy.connection_count() == 1).await;
+    // A connection that worked and then broke is replaced at once.
     proxy.reset_all();
     wait_until(|| server.live_connections() == 0).await;
-    // The slot's last connect was moments ago: the replacement is held back.
+    assert_eq!(run(&server, get("k")).await, Reply::En);
+    assert_eq!(server.live_connections(), 1);
+
+    // A failed connect (the probe meets a closed connection) holds the slot back.
+    proxy.drop_new_connections(true);
+    proxy.reset_all();
+    wait_until(|| server.live_connections() == 0).await;
+    assert!(server.execute(&ctx(), get("k"), true, None).await.is_err());
+    proxy.drop_new_connections(false);
     let err = server
         .execute(&ctx(), get("k"), true, None)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), codes::CONNECTION_FAILED, "{err}");
-    assert!(err.is_retryable());
+    assert_eq!(err.code(), codes::CONNECTION_FAILED, "held back: {err}");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(run(&server, get("k")).await, Reply::En);
     assert_eq!(server.live_connections(), 1);
-
-    // With reconnect 0 a reset connection is replaced at once and the retry succeeds.
-    let eager = Server::new(
-        proxy.address(),
-        ClientOptions {
-            pool_size: 1,
-            ..opts()
-        },
-    );
-    run(&eager, Request::Noop).await;
-    proxy.reset_all();
-    wait_until(|| eager.live_connections() == 0).await;
-    assert_eq!(run(&eager, get("k")).await, Reply::En);
 }
 
 #[tokio::test]
