@@ -42,7 +42,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
@@ -55,6 +55,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
 use super::codec::{MAX_LINE, MetaFlags, Reply, ReplyShape, Request, SetMode, parse_with_limit};
+use super::health::{ServerHealth, restarted, spawn_idle_reaper, timed_out};
 use super::pool::ClientOptions;
 use super::server::{Executed, ServerIdentity, VALUE_TOO_LARGE};
 
@@ -639,19 +640,6 @@ impl ClassicPool {
 // ---------------------------------------------------------------------------------------------
 // The endpoint.
 
-#[derive(Debug, Default)]
-struct Health {
-    consecutive_failures: u32,
-    down_until: Option<Instant>,
-}
-
-#[derive(Debug, Default)]
-struct Observed {
-    identity: Option<ServerIdentity>,
-    version: Option<String>,
-    evictions: Option<u64>,
-}
-
 /// Why a classic exchange failed, before it is turned into a [`commons::Error`].
 #[derive(Debug)]
 enum Failure {
@@ -695,9 +683,7 @@ pub(crate) struct ClassicServer {
     address: Arc<str>,
     options: ClientOptions,
     pool: Arc<ClassicPool>,
-    health: Mutex<Health>,
-    observed: Mutex<Observed>,
-    identity_changes: AtomicU32,
+    health: ServerHealth,
     reaper: Option<JoinHandle<()>>,
 }
 
@@ -734,26 +720,12 @@ impl ClassicServer {
     pub(crate) fn new(address: impl Into<Arc<str>>, options: ClientOptions) -> ClassicServer {
         let address = address.into();
         let pool = Arc::new(ClassicPool::new(address.clone(), options.clone()));
-        let reaper = (!options.idle.is_zero()).then(|| {
-            let pool = Arc::downgrade(&pool);
-            let period = (options.idle / 2).max(std::time::Duration::from_millis(10));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(pool) = pool.upgrade() else { return };
-                    pool.reap_idle(Instant::now());
-                }
-            })
-        });
+        let reaper = spawn_idle_reaper(&pool, options.idle, ClassicPool::reap_idle);
         ClassicServer {
+            health: ServerHealth::new(address.clone(), options.failures, options.retry),
             address,
             options,
             pool,
-            health: Mutex::new(Health::default()),
-            observed: Mutex::new(Observed::default()),
-            identity_changes: AtomicU32::new(0),
             reaper,
         }
     }
@@ -765,27 +737,27 @@ impl ClassicServer {
 
     /// The identity from the last probe (every new connection is probed).
     pub(crate) fn identity(&self) -> Option<ServerIdentity> {
-        lock(&self.observed).identity
+        self.health.identity()
     }
 
     /// The version from the last probe.
     pub(crate) fn version(&self) -> Option<String> {
-        lock(&self.observed).version.clone()
+        self.health.version()
     }
 
     /// `stats evictions` from the last probe.
     pub(crate) fn evictions(&self) -> Option<u64> {
-        lock(&self.observed).evictions
+        self.health.evictions()
     }
 
     /// How many times a new connection reported a different identity than the last known.
     pub(crate) fn identity_changes(&self) -> u32 {
-        self.identity_changes.load(Ordering::Relaxed)
+        self.health.identity_changes()
     }
 
     /// Whether the server is marked down right now.
     pub(crate) fn is_down(&self) -> bool {
-        self.down_until().is_some()
+        self.health.down_until().is_some()
     }
 
     /// Open connections (idle or in use).
@@ -799,46 +771,13 @@ impl ClassicServer {
         self.pool.close_all();
     }
 
-    fn down_until(&self) -> Option<Instant> {
-        lock(&self.health)
-            .down_until
-            .filter(|&t| t > Instant::now())
-    }
-
-    fn record_success(&self) {
-        let mut health = lock(&self.health);
-        health.consecutive_failures = 0;
-        health.down_until = None;
-    }
-
-    fn record_failure(&self) {
-        let mut health = lock(&self.health);
-        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-        if health.consecutive_failures >= self.options.failures.max(1) {
-            health.down_until = Some(Instant::now() + self.options.retry);
-        }
-    }
-
     fn observe(&self, probe: &Probe) {
-        let mut observed = lock(&self.observed);
-        if observed.identity.is_some_and(|old| old != probe.identity) {
-            self.identity_changes.fetch_add(1, Ordering::Relaxed);
-        }
-        observed.identity = Some(probe.identity);
-        observed.version = Some(probe.version.clone());
-        observed.evictions = probe.evictions;
+        self.health
+            .observe(probe.identity, &probe.version, probe.evictions);
     }
 
     fn timeout_error(&self, while_: &str) -> Error {
-        Error::new(
-            ErrorKind::Timeout,
-            codes::TIMEOUT,
-            format!(
-                "memcached at {} timed out while {while_} (options.timeout {:?}); nothing was sent",
-                self.address, self.options.timeout
-            ),
-        )
-        .with_detail("server", &self.address)
+        timed_out(&self.address, self.options.timeout, while_)
     }
 
     /// Opens (or reuses) one connection and probes it: used by `Cluster::connect`.
@@ -895,14 +834,12 @@ impl ClassicServer {
         loop {
             let err = match self.attempt(&req, expect_identity, deadline).await {
                 Ok(executed) => {
-                    self.record_success();
+                    self.health.record_success();
                     return Ok(executed);
                 }
                 Err(err) => err,
             };
-            if counts_as_failure(&err) {
-                self.record_failure();
-            }
+            self.health.record_outcome(&err);
             let repeatable = match err.code() {
                 codes::SERVER_DOWN | codes::SERVER_RESTARTED => false,
                 _ if idempotent => err.is_retryable() || err.kind() == ErrorKind::OutcomeUnknown,
@@ -921,18 +858,7 @@ impl ClassicServer {
         expect_identity: Option<ServerIdentity>,
         deadline: Instant,
     ) -> Result<Executed, Error> {
-        if let Some(until) = self.down_until() {
-            let left = until.saturating_duration_since(Instant::now());
-            return Err(Error::new(
-                ErrorKind::Connection,
-                codes::SERVER_DOWN,
-                format!(
-                    "memcached at {} is marked down after {} consecutive failures; next try in {left:?} (options.retry)",
-                    self.address, self.options.failures
-                ),
-            )
-            .with_detail("server", &self.address));
-        }
+        self.health.check_up()?;
         if matches!(req, Request::Stats) {
             return self.fresh_stats(expect_identity, deadline).await;
         }
@@ -1068,29 +994,6 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
-    }
-}
-
-fn restarted(address: &str, expected: ServerIdentity, identity: ServerIdentity) -> Error {
-    Error::new(
-        ErrorKind::InvalidState,
-        codes::SERVER_RESTARTED,
-        format!(
-            "memcached at {address} restarted since the lease was taken (pid {} boot {} -> pid {} boot {}); nothing was sent",
-            expected.pid, expected.boot_epoch, identity.pid, identity.boot_epoch
-        ),
-    )
-    .with_detail("server", address)
-}
-
-/// Failures that count towards marking a server down: it could not be reached or did not
-/// answer. A server that answers with an error is alive.
-fn counts_as_failure(err: &Error) -> bool {
-    match err.kind() {
-        ErrorKind::Connection => err.code() != codes::SERVER_DOWN,
-        ErrorKind::Timeout | ErrorKind::OutcomeUnknown => true,
-        ErrorKind::Protocol => err.code() == codes::PROTOCOL_ERROR,
-        _ => false,
     }
 }
 

@@ -18,6 +18,7 @@ mod cluster;
 mod codec;
 mod connection;
 mod endpoint;
+mod health;
 mod pool;
 mod selector;
 mod server;

@@ -1,8 +1,7 @@
 //! One memcached endpoint: its pool, its identity (which boot of the server we talk to),
 //! its health (marked down after repeated failures), and `execute` with timeout and retries.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use commons::{Context, Error, ErrorKind, codes};
 use tokio::task::JoinHandle;
@@ -10,6 +9,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::codec::{Reply, Request, parse_version};
 use super::connection::Connection;
+use super::health::{ServerHealth, restarted, spawn_idle_reaper, timed_out};
 use super::pool::{ClientOptions, Pool};
 
 /// The oldest memcached whose meta commands the lock can rely on (conditional `md` was
@@ -136,30 +136,13 @@ pub(crate) struct Executed {
     pub(crate) identity: ServerIdentity,
 }
 
-#[derive(Debug, Default)]
-struct Health {
-    consecutive_failures: u32,
-    down_until: Option<Instant>,
-}
-
-#[derive(Debug, Default)]
-struct Observed {
-    identity: Option<ServerIdentity>,
-    version: Option<String>,
-    evictions: Option<u64>,
-}
-
 /// One memcached endpoint with its pool of connections.
 #[derive(Debug)]
 pub(crate) struct Server {
     address: Arc<str>,
     options: ClientOptions,
     pool: Arc<Pool>,
-    health: Mutex<Health>,
-    /// `false` while `health` records no failure: lets the hot path skip the mutex.
-    troubled: AtomicBool,
-    observed: Mutex<Observed>,
-    identity_changes: AtomicU32,
+    health: ServerHealth,
     reaper: Option<JoinHandle<()>>,
 }
 
@@ -178,27 +161,14 @@ impl Server {
     pub(crate) fn new(address: impl Into<Arc<str>>, options: ClientOptions) -> Server {
         let address = address.into();
         let pool = Arc::new(Pool::new(address.clone(), options.clone()));
-        let reaper = (!options.idle.is_zero()).then(|| {
-            let pool = Arc::downgrade(&pool);
-            let period = (options.idle / 2).max(std::time::Duration::from_millis(10));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(pool) = pool.upgrade() else { return };
-                    pool.reap_idle(Instant::now());
-                }
-            })
+        let reaper = spawn_idle_reaper(&pool, options.idle, |pool, now| {
+            pool.reap_idle(now);
         });
         Server {
+            health: ServerHealth::new(address.clone(), options.failures, options.retry),
             address,
             options,
             pool,
-            health: Mutex::new(Health::default()),
-            troubled: AtomicBool::new(false),
-            observed: Mutex::new(Observed::default()),
-            identity_changes: AtomicU32::new(0),
             reaper,
         }
     }
@@ -210,27 +180,27 @@ impl Server {
 
     /// The identity from the last probe (every new connection is probed).
     pub(crate) fn identity(&self) -> Option<ServerIdentity> {
-        self.observed().identity
+        self.health.identity()
     }
 
     /// The version from the last probe.
     pub(crate) fn version(&self) -> Option<String> {
-        self.observed().version.clone()
+        self.health.version()
     }
 
     /// `stats evictions` from the last probe.
     pub(crate) fn evictions(&self) -> Option<u64> {
-        self.observed().evictions
+        self.health.evictions()
     }
 
     /// How many times a new connection reported a different identity than the last known.
     pub(crate) fn identity_changes(&self) -> u32 {
-        self.identity_changes.load(Ordering::Relaxed)
+        self.health.identity_changes()
     }
 
     /// Whether the server is marked down right now.
     pub(crate) fn is_down(&self) -> bool {
-        self.down_until().is_some()
+        self.health.down_until().is_some()
     }
 
     /// Live connections in the pool.
@@ -241,41 +211,6 @@ impl Server {
     /// Closes every connection (they are re-created on demand).
     pub(crate) fn close(&self) {
         self.pool.close_all();
-    }
-
-    fn observed(&self) -> std::sync::MutexGuard<'_, Observed> {
-        self.observed.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn down_until(&self) -> Option<Instant> {
-        if !self.troubled.load(Ordering::Acquire) {
-            return None;
-        }
-        let health = self.health();
-        health.down_until.filter(|&t| t > Instant::now())
-    }
-
-    fn record_success(&self) {
-        if !self.troubled.load(Ordering::Acquire) {
-            return;
-        }
-        let mut health = self.health();
-        health.consecutive_failures = 0;
-        health.down_until = None;
-        self.troubled.store(false, Ordering::Release);
-    }
-
-    fn record_failure(&self) {
-        let mut health = self.health();
-        self.troubled.store(true, Ordering::Release);
-        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-        if health.consecutive_failures >= self.options.failures.max(1) {
-            health.down_until = Some(Instant::now() + self.options.retry);
-        }
     }
 
     /// Opens (or reuses) one connection and probes it: used by `Cluster::connect`.
@@ -294,26 +229,13 @@ impl Server {
             .ok_or_else(|| Error::internal("connection without identity").with_context(ctx))
     }
 
-    fn observe(&self, probe: super::server::Probe) {
-        let mut observed = self.observed();
-        if observed.identity.is_some_and(|old| old != probe.identity) {
-            self.identity_changes.fetch_add(1, Ordering::Relaxed);
-        }
-        observed.identity = Some(probe.identity);
-        observed.version = Some(probe.version);
-        observed.evictions = probe.evictions;
+    fn observe(&self, probe: Probe) {
+        self.health
+            .observe(probe.identity, &probe.version, probe.evictions);
     }
 
     fn timeout_error(&self, while_: &str) -> Error {
-        Error::new(
-            ErrorKind::Timeout,
-            codes::TIMEOUT,
-            format!(
-                "memcached at {} timed out while {while_} (options.timeout {:?}); nothing was sent",
-                self.address, self.options.timeout
-            ),
-        )
-        .with_detail("server", &self.address)
+        timed_out(&self.address, self.options.timeout, while_)
     }
 
     /// Sends `req` on one of the pool's connections. Bounded by `options.timeout` overall.
@@ -350,14 +272,12 @@ impl Server {
             let result = self.attempt(&req, expect_identity, deadline).await;
             let err = match result {
                 Ok(executed) => {
-                    self.record_success();
+                    self.health.record_success();
                     return Ok(executed);
                 }
                 Err(err) => err,
             };
-            if counts_as_failure(&err) {
-                self.record_failure();
-            }
+            self.health.record_outcome(&err);
             let repeatable = match err.code() {
                 codes::SERVER_DOWN | codes::SERVER_RESTARTED => false,
                 _ if idempotent => err.is_retryable() || err.kind() == ErrorKind::OutcomeUnknown,
@@ -376,18 +296,7 @@ impl Server {
         expect_identity: Option<ServerIdentity>,
         deadline: Instant,
     ) -> Result<Executed, Error> {
-        if let Some(until) = self.down_until() {
-            let left = until.saturating_duration_since(Instant::now());
-            return Err(Error::new(
-                ErrorKind::Connection,
-                codes::SERVER_DOWN,
-                format!(
-                    "memcached at {} is marked down after {} consecutive failures; next try in {left:?} (options.retry)",
-                    self.address, self.options.failures
-                ),
-            )
-            .with_detail("server", &self.address));
-        }
+        self.health.check_up()?;
         let checkout = match timeout_at(deadline, self.pool.get(deadline)).await {
             Ok(r) => r?,
             Err(_) => return Err(self.timeout_error("connecting")),
@@ -402,15 +311,7 @@ impl Server {
         if let Some(expected) = expect_identity
             && expected != identity
         {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                codes::SERVER_RESTARTED,
-                format!(
-                    "memcached at {} restarted since the lease was taken (pid {} boot {} -> pid {} boot {}); nothing was sent",
-                    self.address, expected.pid, expected.boot_epoch, identity.pid, identity.boot_epoch
-                ),
-            )
-            .with_detail("server", &self.address));
+            return Err(restarted(&self.address, expected, identity));
         }
         let mut pending = match conn.send_shared(req.clone()) {
             Ok(p) => p,
@@ -455,17 +356,6 @@ impl Server {
                 }
             }
         }
-    }
-}
-
-/// Failures that count towards marking a server down: it could not be reached or did not
-/// answer. A server that answers with an error is alive.
-fn counts_as_failure(err: &Error) -> bool {
-    match err.kind() {
-        ErrorKind::Connection => err.code() != codes::SERVER_DOWN,
-        ErrorKind::Timeout | ErrorKind::OutcomeUnknown => true,
-        ErrorKind::Protocol => err.code() == codes::PROTOCOL_ERROR,
-        _ => false,
     }
 }
 

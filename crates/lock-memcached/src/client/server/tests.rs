@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use commons::{Context, ErrorKind, codes};
+use commons::{Context, Error, ErrorKind, codes};
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
 use crate::client::{
@@ -602,6 +602,15 @@ async fn cluster_spreads_keys_and_each_key_lives_on_its_server() {
     }
 }
 
+/// A failure that counts towards marking a server down.
+fn unreachable() -> Error {
+    Error::new(
+        ErrorKind::Connection,
+        codes::CONNECTION_FAILED,
+        "unreachable",
+    )
+}
+
 /// The health bookkeeping alone, on tokio's paused clock (no network).
 #[tokio::test(start_paused = true)]
 async fn health_marks_down_after_consecutive_failures_until_retry() {
@@ -611,15 +620,15 @@ async fn health_marks_down_after_consecutive_failures_until_retry() {
         ..opts()
     };
     let server = Server::new("127.0.0.1:9", options);
-    server.record_failure();
-    server.record_failure();
+    server.health.record_outcome(&unreachable());
+    server.health.record_outcome(&unreachable());
     assert!(!server.is_down());
     // A success in between resets the count.
-    server.record_success();
-    server.record_failure();
-    server.record_failure();
+    server.health.record_success();
+    server.health.record_outcome(&unreachable());
+    server.health.record_outcome(&unreachable());
     assert!(!server.is_down());
-    server.record_failure();
+    server.health.record_outcome(&unreachable());
     assert!(server.is_down());
     tokio::time::advance(Duration::from_secs(29)).await;
     assert!(server.is_down());
@@ -630,8 +639,21 @@ async fn health_marks_down_after_consecutive_failures_until_retry() {
     assert_eq!(err.code(), codes::SERVER_DOWN);
     tokio::time::advance(Duration::from_secs(1)).await;
     assert!(!server.is_down());
+    // An error from a server that answered does not count.
+    server.health.record_success();
+    for _ in 0..5 {
+        server.health.record_outcome(&Error::new(
+            ErrorKind::Protocol,
+            codes::SERVER_ERROR,
+            "SERVER_ERROR out of memory",
+        ));
+    }
+    assert!(!server.is_down());
+    for _ in 0..2 {
+        server.health.record_outcome(&unreachable());
+    }
     // One more failure after the retry period marks it down again at once.
-    server.record_failure();
+    server.health.record_outcome(&unreachable());
     assert!(server.is_down());
 }
 

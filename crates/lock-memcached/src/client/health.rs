@@ -1,0 +1,202 @@
+//! What the meta and the classic server share: health (failures counted, marked down for
+//! `options.retry`), what the probes observed (identity, version, evictions), the idle
+//! reaper, and the errors both report the same way.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use commons::{Error, ErrorKind, codes};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::server::ServerIdentity;
+
+#[derive(Debug, Default)]
+struct Failures {
+    consecutive: u32,
+    down_until: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Observed {
+    identity: Option<ServerIdentity>,
+    version: Option<String>,
+    evictions: Option<u64>,
+}
+
+/// The health and last observations of one server.
+#[derive(Debug)]
+pub(crate) struct ServerHealth {
+    address: Arc<str>,
+    failures_to_down: u32,
+    retry: Duration,
+    failures: Mutex<Failures>,
+    /// `false` while `failures` records nothing: lets the hot path skip the mutex.
+    troubled: AtomicBool,
+    observed: Mutex<Observed>,
+    identity_changes: AtomicU32,
+}
+
+impl ServerHealth {
+    /// Marks the server down after `failures_to_down` consecutive failures, for `retry`.
+    pub(crate) fn new(address: Arc<str>, failures_to_down: u32, retry: Duration) -> Self {
+        ServerHealth {
+            address,
+            failures_to_down: failures_to_down.max(1),
+            retry,
+            failures: Mutex::new(Failures::default()),
+            troubled: AtomicBool::new(false),
+            observed: Mutex::new(Observed::default()),
+            identity_changes: AtomicU32::new(0),
+        }
+    }
+
+    /// The identity from the last probe (every new connection is probed).
+    pub(crate) fn identity(&self) -> Option<ServerIdentity> {
+        lock(&self.observed).identity
+    }
+
+    /// The version from the last probe.
+    pub(crate) fn version(&self) -> Option<String> {
+        lock(&self.observed).version.clone()
+    }
+
+    /// `stats evictions` from the last probe.
+    pub(crate) fn evictions(&self) -> Option<u64> {
+        lock(&self.observed).evictions
+    }
+
+    /// How many times a new connection reported a different identity than the last known.
+    pub(crate) fn identity_changes(&self) -> u32 {
+        self.identity_changes.load(Ordering::Relaxed)
+    }
+
+    /// Records what a probe of a new connection found.
+    pub(crate) fn observe(&self, identity: ServerIdentity, version: &str, evictions: Option<u64>) {
+        let mut observed = lock(&self.observed);
+        if observed.identity.is_some_and(|old| old != identity) {
+            self.identity_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        observed.identity = Some(identity);
+        observed.version = Some(version.to_string());
+        observed.evictions = evictions;
+    }
+
+    /// Until when the server is marked down, if it is.
+    pub(crate) fn down_until(&self) -> Option<Instant> {
+        if !self.troubled.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.failures)
+            .down_until
+            .filter(|&t| t > Instant::now())
+    }
+
+    /// `SERVER_DOWN` when the server is marked down (nothing is sent then).
+    pub(crate) fn check_up(&self) -> Result<(), Error> {
+        let Some(until) = self.down_until() else {
+            return Ok(());
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        Err(Error::new(
+            ErrorKind::Connection,
+            codes::SERVER_DOWN,
+            format!(
+                "memcached at {} is marked down after {} consecutive failures; next try in {left:?} (options.retry)",
+                self.address, self.failures_to_down
+            ),
+        )
+        .with_detail("server", &self.address))
+    }
+
+    pub(crate) fn record_success(&self) {
+        if !self.troubled.load(Ordering::Acquire) {
+            return;
+        }
+        let mut failures = lock(&self.failures);
+        failures.consecutive = 0;
+        failures.down_until = None;
+        self.troubled.store(false, Ordering::Release);
+    }
+
+    /// Counts `err` if it says the server could not be reached or did not answer.
+    pub(crate) fn record_outcome(&self, err: &Error) {
+        if !counts_as_failure(err) {
+            return;
+        }
+        let mut failures = lock(&self.failures);
+        self.troubled.store(true, Ordering::Release);
+        failures.consecutive = failures.consecutive.saturating_add(1);
+        if failures.consecutive >= self.failures_to_down {
+            failures.down_until = Some(Instant::now() + self.retry);
+        }
+    }
+}
+
+/// Failures that count towards marking a server down: it could not be reached or did not
+/// answer. A server that answers with an error is alive.
+fn counts_as_failure(err: &Error) -> bool {
+    match err.kind() {
+        ErrorKind::Connection => err.code() != codes::SERVER_DOWN,
+        ErrorKind::Timeout | ErrorKind::OutcomeUnknown => true,
+        ErrorKind::Protocol => err.code() == codes::PROTOCOL_ERROR,
+        _ => false,
+    }
+}
+
+/// `SERVER_RESTARTED`: the connection's identity is not the lease's; nothing was sent.
+pub(crate) fn restarted(
+    address: &str,
+    expected: ServerIdentity,
+    identity: ServerIdentity,
+) -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        codes::SERVER_RESTARTED,
+        format!(
+            "memcached at {address} restarted since the lease was taken (pid {} boot {} -> pid {} boot {}); nothing was sent",
+            expected.pid, expected.boot_epoch, identity.pid, identity.boot_epoch
+        ),
+    )
+    .with_detail("server", address)
+}
+
+/// `TIMEOUT` before anything was sent.
+pub(crate) fn timed_out(address: &str, timeout: Duration, while_: &str) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        codes::TIMEOUT,
+        format!(
+            "memcached at {address} timed out while {while_} (options.timeout {timeout:?}); nothing was sent"
+        ),
+    )
+    .with_detail("server", address)
+}
+
+/// Starts the task that closes idle connections every `idle / 2`, until the pool is gone.
+/// `None` when `idle` is zero (never close).
+pub(crate) fn spawn_idle_reaper<P: Send + Sync + 'static>(
+    pool: &Arc<P>,
+    idle: Duration,
+    reap: fn(&P, Instant),
+) -> Option<JoinHandle<()>> {
+    if idle.is_zero() {
+        return None;
+    }
+    let pool: Weak<P> = Arc::downgrade(pool);
+    let period = (idle / 2).max(Duration::from_millis(10));
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
+            reap(&pool, Instant::now());
+        }
+    }))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
