@@ -22,6 +22,8 @@ mod health;
 mod pool;
 mod selector;
 mod server;
+#[cfg(test)]
+mod test_support;
 
 pub(crate) use classic::{ClassicServer, PAST_EXPIRY};
 pub(crate) use cluster::Cluster;

@@ -9,60 +9,8 @@ use commons::{Context, ErrorKind, codes};
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
 use super::{ClassicServer, ReadScan};
-use crate::client::{ClientOptions, Distribution, Reply, Request, SetMode, WireKey};
-
-fn opts() -> ClientOptions {
-    ClientOptions {
-        pool_size: 2,
-        timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_secs(3),
-        reconnect: Duration::ZERO,
-        retries: 3,
-        failures: 5,
-        retry: Duration::from_secs(30),
-        idle: Duration::ZERO,
-        max_value: 1024 * 1024,
-        distribution: Distribution::Ketama,
-    }
-}
-
-fn key(k: &str) -> WireKey {
-    WireKey::new_unchecked(k.as_bytes().to_vec(), false)
-}
-
-fn add(k: &str, data: &[u8], ttl_secs: u32) -> Request {
-    Request::Set {
-        key: key(k),
-        data: data.to_vec().into(),
-        mode: SetMode::Add,
-        ttl_secs,
-    }
-}
-
-fn cas_set(k: &str, data: &[u8], cas: u64, ttl_secs: u32) -> Request {
-    Request::Set {
-        key: key(k),
-        data: data.to_vec().into(),
-        mode: SetMode::Cas(cas),
-        ttl_secs,
-    }
-}
-
-fn delete(k: &str, cas: u64) -> Request {
-    Request::Delete { key: key(k), cas }
-}
-
-fn get(k: &str) -> Request {
-    Request::Get { key: key(k) }
-}
-
-fn ctx() -> Context {
-    Context::with_trace_id("classic-test")
-}
-
-fn start() -> MemcachedServer {
-    MemcachedServer::start().expect("memcached must be installed (apt-get install memcached)")
-}
+use crate::client::test_support::{add, cas_set, ctx, delete, get, key, opts, start};
+use crate::client::{ClientOptions, Reply, Request};
 
 async fn run(server: &ClassicServer, req: Request) -> Reply {
     server

@@ -6,51 +6,12 @@ use std::time::Duration;
 use commons::{Context, Error, ErrorKind, codes};
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
+use crate::client::test_support::{add, ctx, get, key, opts, start};
 use crate::client::{
     ClientOptions, Cluster, Connection, Distribution, Endpoint, Reply, Request, Server, SetMode,
     WireKey,
 };
 use crate::config::ProtocolMode;
-
-fn opts() -> ClientOptions {
-    ClientOptions {
-        pool_size: 2,
-        timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_secs(3),
-        reconnect: Duration::ZERO,
-        retries: 3,
-        failures: 5,
-        retry: Duration::from_secs(30),
-        idle: Duration::ZERO,
-        max_value: 1024 * 1024,
-        distribution: Distribution::Ketama,
-    }
-}
-
-fn key(k: &str) -> WireKey {
-    WireKey::new_unchecked(k.as_bytes().to_vec(), false)
-}
-
-fn add(k: &str, data: &[u8], ttl_secs: u32) -> Request {
-    Request::Set {
-        key: key(k),
-        data: data.to_vec().into(),
-        mode: SetMode::Add,
-        ttl_secs,
-    }
-}
-
-fn get(k: &str) -> Request {
-    Request::Get { key: key(k) }
-}
-
-fn ctx() -> Context {
-    Context::with_trace_id("client-test")
-}
-
-fn start() -> MemcachedServer {
-    MemcachedServer::start().expect("memcached must be installed (apt-get install memcached)")
-}
 
 async fn run(server: &Server, req: Request) -> Reply {
     server
