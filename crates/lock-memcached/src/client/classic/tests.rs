@@ -196,7 +196,7 @@ async fn a_timed_out_request_never_shifts_the_next_reply() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
-    assert_eq!(err.trace_id(), Some("classic-test"));
+    assert_eq!(err.trace_id(), Some("client-test"));
     assert_eq!(server.live_connections(), 0);
     proxy.set_delay(Duration::ZERO);
     match run(&server, get("b")).await {
