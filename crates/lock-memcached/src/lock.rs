@@ -873,12 +873,17 @@ impl Openable for MemcachedLock {
         let Some(opened) = write(&self.opened).take() else {
             return Ok(());
         };
-        // Give held locks back (owner-checked) rather than leaving them to their ttl.
+        // Give held locks back (owner-checked) rather than leaving them to their ttl. One
+        // `options.timeout` bounds them all, so a dead server cannot stretch `close` to one
+        // timeout per held lock; what is not released by then expires with its ttl.
         let held: Vec<HeldLease> = self.leases.iter().map(|e| e.value().clone()).collect();
         self.leases.clear();
-        for h in held {
-            let _ = tokio::time::timeout(opened.config.timeout, self.delete_held(ctx, &h)).await;
-        }
+        let _ = tokio::time::timeout(opened.config.timeout, async {
+            for h in &held {
+                let _ = self.delete_held(ctx, h).await;
+            }
+        })
+        .await;
         opened.cluster.close().await;
         Ok(())
     }

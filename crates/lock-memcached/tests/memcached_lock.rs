@@ -675,3 +675,41 @@ async fn a_stale_lease_of_the_same_instance_cannot_release_its_newer_acquisition
     assert!(a.release_lease(&ctx, &newer).await.unwrap());
     assert!(raw_get(&server.address(), &k).is_none());
 }
+
+#[tokio::test]
+async fn close_releases_held_locks_and_is_bounded_when_the_server_is_gone() {
+    let mut server = MemcachedServer::start().unwrap();
+    let ctx = Context::new();
+    let a = open_lock(&server.address(), &[]).await;
+    let k = key("close");
+    assert!(
+        a.try_acquire_lock(&ctx, &k, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    a.close(&ctx).await.unwrap();
+    assert!(
+        raw_get(&server.address(), &k).is_none(),
+        "close left the lock behind"
+    );
+
+    // With the server gone, closing an instance that holds many locks still ends within
+    // about one options.timeout (not one per lock).
+    let b = open_lock(
+        &server.address(),
+        &[("options.timeout", "300"), ("options.retries", "0")],
+    )
+    .await;
+    for i in 0..20 {
+        assert!(
+            b.try_acquire_lock(&ctx, &key(&format!("close{i}")), Duration::from_secs(30))
+                .await
+                .unwrap()
+        );
+    }
+    server.pause();
+    let closed = tokio::time::timeout(Duration::from_secs(4), b.close(&ctx)).await;
+    server.resume();
+    assert!(closed.is_ok(), "close hung with a paused server");
+    assert!(!b.is_open());
+}
