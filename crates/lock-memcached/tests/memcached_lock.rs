@@ -678,7 +678,7 @@ async fn a_stale_lease_of_the_same_instance_cannot_release_its_newer_acquisition
 
 #[tokio::test]
 async fn close_releases_held_locks_and_is_bounded_when_the_server_is_gone() {
-    let mut server = MemcachedServer::start().unwrap();
+    let server = MemcachedServer::start().unwrap();
     let ctx = Context::new();
     let a = open_lock(&server.address(), &[]).await;
     let k = key("close");
