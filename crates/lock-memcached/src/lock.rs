@@ -211,15 +211,16 @@ impl MemcachedLock {
         let opened = self.opened(ctx)?;
         let mut out = Vec::with_capacity(opened.cluster.servers().len());
         for server in opened.cluster.servers() {
+            let health = server.health();
             let mut status = ServerStatus {
                 address: server.address().to_string(),
-                version: server.version(),
-                pid: server.identity().map(|i| i.pid),
-                boot_epoch: server.identity().map(|i| i.boot_epoch),
-                down: server.is_down(),
+                version: health.version(),
+                pid: health.identity().map(|i| i.pid),
+                boot_epoch: health.identity().map(|i| i.boot_epoch),
+                down: health.is_down(),
                 live_connections: server.live_connections(),
-                restarts_seen: server.identity_changes(),
-                evictions: server.evictions(),
+                restarts_seen: health.identity_changes(),
+                evictions: health.evictions(),
                 error: None,
                 protocol: server.protocol(),
             };

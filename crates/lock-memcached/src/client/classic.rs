@@ -735,29 +735,9 @@ impl ClassicServer {
         &self.address
     }
 
-    /// The identity from the last probe (every new connection is probed).
-    pub(crate) fn identity(&self) -> Option<ServerIdentity> {
-        self.health.identity()
-    }
-
-    /// The version from the last probe.
-    pub(crate) fn version(&self) -> Option<String> {
-        self.health.version()
-    }
-
-    /// `stats evictions` from the last probe.
-    pub(crate) fn evictions(&self) -> Option<u64> {
-        self.health.evictions()
-    }
-
-    /// How many times a new connection reported a different identity than the last known.
-    pub(crate) fn identity_changes(&self) -> u32 {
-        self.health.identity_changes()
-    }
-
-    /// Whether the server is marked down right now.
-    pub(crate) fn is_down(&self) -> bool {
-        self.health.down_until().is_some()
+    /// Health and what the probes observed (identity, version, evictions).
+    pub(crate) fn health(&self) -> &ServerHealth {
+        &self.health
     }
 
     /// Open connections (idle or in use).

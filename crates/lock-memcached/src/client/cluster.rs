@@ -128,6 +128,7 @@ async fn open_endpoint(
             let classic = ClassicServer::new(address.as_str(), options.clone());
             classic.check(ctx).await?;
             let meta_capable = classic
+                .health()
                 .version()
                 .and_then(|v| parse_version(&v))
                 .is_some_and(|v| v >= MIN_VERSION);

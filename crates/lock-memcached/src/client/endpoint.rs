@@ -6,6 +6,7 @@ use commons::{Context, Error};
 
 use super::classic::ClassicServer;
 use super::codec::Request;
+use super::health::ServerHealth;
 use super::server::{Executed, Server, ServerIdentity};
 
 /// A memcached endpoint in either protocol.
@@ -40,29 +41,9 @@ impl Endpoint {
         forward!(self, s => s.address())
     }
 
-    /// The identity from the last probe.
-    pub(crate) fn identity(&self) -> Option<ServerIdentity> {
-        forward!(self, s => s.identity())
-    }
-
-    /// The version from the last probe.
-    pub(crate) fn version(&self) -> Option<String> {
-        forward!(self, s => s.version())
-    }
-
-    /// `stats evictions` from the last probe.
-    pub(crate) fn evictions(&self) -> Option<u64> {
-        forward!(self, s => s.evictions())
-    }
-
-    /// How many times a new connection reported a different identity than the last known.
-    pub(crate) fn identity_changes(&self) -> u32 {
-        forward!(self, s => s.identity_changes())
-    }
-
-    /// Whether the server is marked down right now.
-    pub(crate) fn is_down(&self) -> bool {
-        forward!(self, s => s.is_down())
+    /// Health and what the probes observed (identity, version, evictions).
+    pub(crate) fn health(&self) -> &ServerHealth {
+        forward!(self, s => s.health())
     }
 
     /// Live connections.

@@ -83,6 +83,11 @@ impl ServerHealth {
         observed.evictions = evictions;
     }
 
+    /// Whether the server is marked down right now.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down_until().is_some()
+    }
+
     /// Until when the server is marked down, if it is.
     pub(crate) fn down_until(&self) -> Option<Instant> {
         if !self.troubled.load(Ordering::Acquire) {

@@ -87,7 +87,7 @@ async fn classic_round_trips_translate_meta_requests() {
     let server = ClassicServer::new(mc.address(), opts());
     let identity = server.check(&ctx()).await.expect("check");
     assert_eq!(identity.pid, mc.pid());
-    assert_eq!(server.version().as_deref(), Some("1.6.18"));
+    assert_eq!(server.health().version().as_deref(), Some("1.6.18"));
 
     let cas = cas_of(&run(&server, add("lk", b"tok", 5)).await);
     assert!(cas > 0);
@@ -286,7 +286,7 @@ async fn an_idle_connection_closed_by_the_server_is_not_reused() {
         .expect("a fresh connection is used");
     assert!(matches!(executed.reply, Reply::Hd(_)));
     assert_ne!(executed.identity, before);
-    assert_eq!(server.identity_changes(), 1);
+    assert_eq!(server.health().identity_changes(), 1);
 }
 
 #[tokio::test]

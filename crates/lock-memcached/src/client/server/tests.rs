@@ -110,9 +110,9 @@ async fn meta_round_trips() {
     );
     assert_eq!(run(&server, Request::Noop).await, Reply::Mn);
     // The probe recorded version, identity and evictions.
-    assert_eq!(server.version().as_deref(), Some("1.6.18"));
-    assert_eq!(server.identity().map(|i| i.pid), Some(mc.pid()));
-    assert_eq!(server.evictions(), Some(0));
+    assert_eq!(server.health().version().as_deref(), Some("1.6.18"));
+    assert_eq!(server.health().identity().map(|i| i.pid), Some(mc.pid()));
+    assert_eq!(server.health().evictions(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +297,7 @@ async fn server_marked_down_after_failures_then_retried_and_restart_changes_iden
     };
     let server = Server::new(mc.address(), options);
     run(&server, Request::Noop).await;
-    let before = server.identity().expect("identity");
+    let before = server.health().identity().expect("identity");
     assert_eq!(before.pid, mc.pid());
     mc.stop();
     for i in 0..3 {
@@ -307,7 +307,7 @@ async fn server_marked_down_after_failures_then_retried_and_restart_changes_iden
             .unwrap_err();
         assert_ne!(err.code(), codes::SERVER_DOWN, "failure {i}: {err}");
     }
-    assert!(server.is_down());
+    assert!(server.health().is_down());
     let err = server
         .execute(&ctx(), get("k"), true, None)
         .await
@@ -325,16 +325,16 @@ async fn server_marked_down_after_failures_then_retried_and_restart_changes_iden
         codes::SERVER_DOWN
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(!server.is_down());
+    assert!(!server.health().is_down());
     let executed = server
         .execute(&ctx(), get("k"), true, None)
         .await
         .expect("after retry");
-    let after = server.identity().expect("identity");
+    let after = server.health().identity().expect("identity");
     assert_eq!(executed.identity, after);
     assert_ne!(before, after);
     assert_eq!(after.pid, mc.pid());
-    assert_eq!(server.identity_changes(), 1);
+    assert_eq!(server.health().identity_changes(), 1);
     // A lease from the old boot is refused without sending anything.
     let err = server
         .execute(&ctx(), get("k"), true, Some(before))
@@ -367,7 +367,7 @@ async fn restart_while_up_is_seen_on_reconnect() {
         .expect("noop")
         .identity;
     assert_ne!(first, second);
-    assert_eq!(server.identity(), Some(second));
+    assert_eq!(server.health().identity(), Some(second));
 }
 
 #[tokio::test]
@@ -583,23 +583,23 @@ async fn health_marks_down_after_consecutive_failures_until_retry() {
     let server = Server::new("127.0.0.1:9", options);
     server.health.record_outcome(&unreachable());
     server.health.record_outcome(&unreachable());
-    assert!(!server.is_down());
+    assert!(!server.health().is_down());
     // A success in between resets the count.
     server.health.record_success();
     server.health.record_outcome(&unreachable());
     server.health.record_outcome(&unreachable());
-    assert!(!server.is_down());
+    assert!(!server.health().is_down());
     server.health.record_outcome(&unreachable());
-    assert!(server.is_down());
+    assert!(server.health().is_down());
     tokio::time::advance(Duration::from_secs(29)).await;
-    assert!(server.is_down());
+    assert!(server.health().is_down());
     let err = server
         .execute(&ctx(), get("k"), true, None)
         .await
         .unwrap_err();
     assert_eq!(err.code(), codes::SERVER_DOWN);
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert!(!server.is_down());
+    assert!(!server.health().is_down());
     // An error from a server that answered does not count.
     server.health.record_success();
     for _ in 0..5 {
@@ -609,13 +609,13 @@ async fn health_marks_down_after_consecutive_failures_until_retry() {
             "SERVER_ERROR out of memory",
         ));
     }
-    assert!(!server.is_down());
+    assert!(!server.health().is_down());
     for _ in 0..2 {
         server.health.record_outcome(&unreachable());
     }
     // One more failure after the retry period marks it down again at once.
     server.health.record_outcome(&unreachable());
-    assert!(server.is_down());
+    assert!(server.health().is_down());
 }
 
 /// A measurement, not a check (ignored by default): owner-checked add/delete pairs per second
