@@ -433,12 +433,14 @@ impl Lock for MemcachedLock {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<Lease> {
-        let opened = self.opened(ctx)?;
-        Self::check_ttl(ctx, ttl, &opened.config)?;
-        wire_key(ctx, key, &opened.config)?;
-        let policy = RetryPolicy::new(opened.config.retry_timeout);
-        acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || {
-            self.try_acquire_lease(ctx, key, ttl)
+        // No separate validation here: each attempt checks the key and ttl, and a bad one is a
+        // non-retryable error that ends the retry loop at its first attempt.
+        let policy = RetryPolicy::new(self.opened(ctx)?.config.retry_timeout);
+        acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || async {
+            Ok(self
+                .acquire_once(ctx, key, ttl)
+                .await?
+                .map(|held| held.to_lease(key)))
         })
         .await
     }
