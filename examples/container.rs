@@ -86,7 +86,7 @@ async fn main() -> ExitCode {
     // The application: factories plus the configuration. Nothing here names a backend.
     let mut container = Container::new();
     container.add_factory(default_lock_factory());
-    container.add_factory(Arc::new(memcached_lock_factory()));
+    container.add_factory(memcached_lock_factory());
     if let Err(e) = container.read_config(&document) {
         eprintln!("container: '{source}': {e}");
         return ExitCode::from(2);

@@ -126,3 +126,19 @@ impl fmt::Debug for ConnectionParams {
             .finish()
     }
 }
+
+/// `host:port` as a socket address string; an IPv6 host is put in brackets
+/// (`[::1]:11211`), one already in brackets is left as it is.
+///
+/// ```
+/// assert_eq!(commons::host_port("cache.local", 11211), "cache.local:11211");
+/// assert_eq!(commons::host_port("::1", 11211), "[::1]:11211");
+/// assert_eq!(commons::host_port("[::1]", 11211), "[::1]:11211");
+/// ```
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

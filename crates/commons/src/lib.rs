@@ -18,7 +18,7 @@ mod opener;
 mod references;
 
 pub use config_params::ConfigParams;
-pub use connection_params::ConnectionParams;
+pub use connection_params::{ConnectionParams, host_port};
 pub use connection_resolver::{ConnectionResolver, DEFAULT_PORT, no_connection_error};
 pub use container::Container;
 pub use context::Context;

@@ -4,36 +4,14 @@ use std::time::Duration;
 
 use commons::{ConfigParams, Error, Result};
 
-use crate::client::{ClientOptions, Distribution};
-
-/// How keys are spread over several servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyDistribution {
-    /// Consistent hashing (ketama): adding or removing a server moves about 1/N of the keys.
-    Ketama,
-    /// CRC32 of the key modulo the number of servers, as the Go original's client does, so a
-    /// mixed fleet agrees on where each lock lives.
-    Modula,
-}
-
-/// Which memcached protocol the lock speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProtocolMode {
-    /// Decided per server when it is probed at open: meta commands when its `version` is
-    /// 1.6.13 or newer, the classic text protocol otherwise.
-    Auto,
-    /// Meta commands; servers older than 1.6.13 are refused at open.
-    Meta,
-    /// The classic text protocol for every server (`add` + `gets` to acquire, `cas` to
-    /// release and extend): two round trips per acquire and extend, one request in flight
-    /// per connection.
-    Classic,
-}
+use crate::client::ClientOptions;
+pub use crate::client::{KeyDistribution, ProtocolMode};
 
 /// Every option `MemcachedLock` reads from `options.*`, with its default.
 ///
 /// Times are milliseconds except `max_expiration`, which is seconds (as in every original).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct MemcachedLockConfig {
     /// `options.max_size` (1000): how many locks one instance may hold at once; an acquire
     /// beyond it fails with a bad-request error instead of growing the lease table.
@@ -269,10 +247,7 @@ impl MemcachedLockConfig {
             retry: self.retry,
             idle: self.idle,
             max_value: self.max_value,
-            distribution: match self.distribution {
-                KeyDistribution::Ketama => Distribution::Ketama,
-                KeyDistribution::Modula => Distribution::Modula,
-            },
+            distribution: self.distribution,
         }
     }
 }

@@ -3,6 +3,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod client;
+pub mod codes;
 mod config;
 mod factory;
 mod key;
@@ -11,10 +12,10 @@ mod value;
 
 pub use config::{KeyDistribution, MemcachedLockConfig, ProtocolMode};
 pub use factory::{
-    memcached_factory_descriptor, memcached_lock_descriptor, memcached_lock_factory,
+    MEMCACHED_FACTORY_DESCRIPTOR, MEMCACHED_LOCK_DESCRIPTOR, memcached_lock_factory,
     register_memcached_lock,
 };
-pub use lock::{MemcachedLock, ServerStatus, TOO_MANY_LOCKS};
+pub use lock::{MemcachedLock, ServerStatus};
 
 /// Entry points for the fuzz targets in `fuzz/` (not a stable API).
 #[doc(hidden)]

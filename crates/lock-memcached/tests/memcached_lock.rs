@@ -637,7 +637,7 @@ async fn max_size_bounds_the_lease_table_and_expired_leases_make_room() {
         .try_acquire_lock(&ctx, &key("max3"), TTL)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), lock_memcached::TOO_MANY_LOCKS);
+    assert_eq!(err.code(), lock_memcached::codes::TOO_MANY_LOCKS);
     assert_eq!(err.kind(), ErrorKind::BadRequest);
     // Left to expire (never released): once memcached has certainly dropped them (ttl rounded
     // up + 1 s after the reply, not + options.timeout, 5 s here), they no longer count.

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use commons::{Context, Error, ErrorKind, codes};
 
-use super::classic::ClassicServer;
-use super::codec::{WireKey, parse_version};
+use super::classic::ClassicTransport;
+use super::codec::WireKey;
 use super::endpoint::Endpoint;
-use super::pool::ClientOptions;
+use super::identity::supports_meta;
+use super::options::{ClientOptions, ProtocolMode};
 use super::selector::ServerSelector;
-use super::server::{MIN_VERSION, Server};
-use crate::config::ProtocolMode;
+use super::server::Server;
 
 /// The servers of one lock instance plus the key-to-server mapping.
 #[derive(Debug)]
@@ -121,17 +121,16 @@ async fn open_endpoint(
 ) -> Result<Arc<Endpoint>, Error> {
     let endpoint = match mode {
         ProtocolMode::Meta => Endpoint::Meta(Server::new(address.as_str(), options)),
-        ProtocolMode::Classic => Endpoint::Classic(ClassicServer::new(address.as_str(), options)),
+        ProtocolMode::Classic => Endpoint::Classic(Server::new(address.as_str(), options)),
         ProtocolMode::Auto => {
             // The classic probe (`version` + `stats`) works on every server; its connection
             // is kept when classic is the pick.
-            let classic = ClassicServer::new(address.as_str(), options.clone());
+            let classic = Server::<ClassicTransport>::new(address.as_str(), options.clone());
             classic.check(ctx).await?;
             let meta_capable = classic
                 .health()
                 .version()
-                .and_then(|v| parse_version(&v))
-                .is_some_and(|v| v >= MIN_VERSION);
+                .is_some_and(|v| supports_meta(&v));
             if !meta_capable {
                 return Ok(Arc::new(Endpoint::Classic(classic)));
             }

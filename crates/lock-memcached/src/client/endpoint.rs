@@ -1,23 +1,25 @@
-//! One server as the lock layer sees it: spoken to in the meta protocol ([`Server`]) or the
-//! classic text protocol ([`ClassicServer`]), with the same method set and the same (meta)
-//! request and reply vocabulary.
+//! One server as the lock layer sees it, whichever transport carries its requests: the same
+//! policy ([`Server`]) over the meta or the classic transport, chosen per server at open.
 
 use commons::{Context, Error};
 
-use super::classic::ClassicServer;
+use super::classic::ClassicTransport;
 use super::codec::Request;
 use super::health::ServerHealth;
-use super::server::{Executed, Server, ServerIdentity};
+use super::identity::ServerIdentity;
+use super::meta::MetaTransport;
+use super::server::{Executed, Server};
 
-/// A memcached endpoint in either protocol.
+/// A memcached server in either protocol.
 #[derive(Debug)]
 pub(crate) enum Endpoint {
     /// Meta commands, pipelined (memcached >= 1.6.13).
-    Meta(Server),
+    Meta(Server<MetaTransport>),
     /// Classic text commands through memcache-async, one request per connection at a time.
-    Classic(ClassicServer),
+    Classic(Server<ClassicTransport>),
 }
 
+// An enum rather than `dyn`: the hot path stays free of a boxed future per request.
 macro_rules! forward {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
@@ -30,10 +32,7 @@ macro_rules! forward {
 impl Endpoint {
     /// `"meta"` or `"classic"`.
     pub(crate) fn protocol(&self) -> &'static str {
-        match self {
-            Endpoint::Meta(_) => "meta",
-            Endpoint::Classic(_) => "classic",
-        }
+        forward!(self, s => s.protocol())
     }
 
     /// "host:port".
@@ -61,7 +60,7 @@ impl Endpoint {
         forward!(self, s => s.check(ctx).await)
     }
 
-    /// Runs `req` (see [`Server::execute`] for the contract, which both protocols keep).
+    /// Runs `req`; see [`Server::execute`].
     pub(crate) async fn execute(
         &self,
         ctx: &Context,

@@ -1,16 +1,14 @@
-//! What the meta and the classic server share: health (failures counted, marked down for
-//! `options.retry`), what the probes observed (identity, version, evictions), the idle
-//! reaper, and the errors both report the same way.
+//! A server's health (failures counted, marked down for `options.retry`) and what the probes
+//! of its connections observed (identity, version, evictions).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use commons::{Error, ErrorKind, codes};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::server::ServerIdentity;
+use super::identity::ServerIdentity;
 
 #[derive(Debug, Default)]
 struct Failures {
@@ -148,58 +146,6 @@ fn counts_as_failure(err: &Error) -> bool {
         ErrorKind::Protocol => err.code() == codes::PROTOCOL_ERROR,
         _ => false,
     }
-}
-
-/// `SERVER_RESTARTED`: the connection's identity is not the lease's; nothing was sent.
-pub(crate) fn restarted(
-    address: &str,
-    expected: ServerIdentity,
-    identity: ServerIdentity,
-) -> Error {
-    Error::new(
-        ErrorKind::InvalidState,
-        codes::SERVER_RESTARTED,
-        format!(
-            "memcached at {address} restarted since the lease was taken (pid {} boot {} -> pid {} boot {}); nothing was sent",
-            expected.pid, expected.boot_epoch, identity.pid, identity.boot_epoch
-        ),
-    )
-    .with_detail("server", address)
-}
-
-/// `TIMEOUT` before anything was sent.
-pub(crate) fn timed_out(address: &str, timeout: Duration, while_: &str) -> Error {
-    Error::new(
-        ErrorKind::Timeout,
-        codes::TIMEOUT,
-        format!(
-            "memcached at {address} timed out while {while_} (options.timeout {timeout:?}); nothing was sent"
-        ),
-    )
-    .with_detail("server", address)
-}
-
-/// Starts the task that closes idle connections every `idle / 2`, until the pool is gone.
-/// `None` when `idle` is zero (never close).
-pub(crate) fn spawn_idle_reaper<P: Send + Sync + 'static>(
-    pool: &Arc<P>,
-    idle: Duration,
-    reap: fn(&P, Instant),
-) -> Option<JoinHandle<()>> {
-    if idle.is_zero() {
-        return None;
-    }
-    let pool: Weak<P> = Arc::downgrade(pool);
-    let period = (idle / 2).max(Duration::from_millis(10));
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(pool) = pool.upgrade() else { return };
-            reap(&pool, Instant::now());
-        }
-    }))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

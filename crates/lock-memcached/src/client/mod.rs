@@ -1,37 +1,38 @@
-//! The workspace's own memcached meta-protocol client.
+//! The workspace's own memcached client, in layers; every import points down this list.
 //!
 //! - [`codec`]: requests to bytes and bytes to replies, tested without a server;
-//! - [`connection`]: one task per socket, pipelined, cancellation-safe;
-//! - [`pool`]: the connections to one server, reconnect and idle policy, [`ClientOptions`];
-//! - [`server`]: one endpoint: probing (version, identity), health, `execute`;
+//! - [`errors`], [`identity`], [`options`], [`tcp`]: what both transports share (the errors,
+//!   which boot of a server a connection talks to, the settings, opening a socket);
+//! - [`transport`]: the seam between the policy and the wire, implemented by
+//!   - [`meta`]: pipelined meta commands, one task per socket, cancellation-safe;
+//!   - [`classic`]: the classic text protocol through memcache-async, for old servers;
+//! - [`health`]: a server's failures and what its probes observed;
+//! - [`server`]: the one server policy (validation, deadline, retries, identity check,
+//!   health, `TIMEOUT` vs `OUTCOME_UNKNOWN`, idle reaping) over a transport;
+//! - [`endpoint`]: a server in either protocol behind one method set;
 //! - [`selector`]: which server holds a key (ketama or CRC32 modulo);
-//! - [`classic`]: one endpoint in the classic text protocol (through memcache-async), for
-//!   servers without reliable meta commands;
-//! - [`endpoint`]: either kind of endpoint behind one method set;
-//! - [`cluster`]: the servers plus the selector.
-
-// The lock layer uses these re-exports; some are only used by tests.
-#![allow(unused_imports)]
+//! - [`cluster`]: the servers plus the selector, opened together.
 
 mod classic;
 mod cluster;
 mod codec;
-mod connection;
 mod endpoint;
+mod errors;
 mod health;
-mod pool;
+mod identity;
+mod meta;
+mod options;
 mod selector;
 mod server;
+mod tcp;
 #[cfg(test)]
 mod test_support;
+mod transport;
 
-pub(crate) use classic::{ClassicServer, PAST_EXPIRY};
 pub(crate) use cluster::Cluster;
-pub(crate) use codec::{
-    MetaFlags, ProtocolError, Reply, ReplyShape, Request, SetMode, WireKey, parse, parse_with_limit,
-};
-pub(crate) use connection::{Connection, PendingReply};
+pub(crate) use codec::{Reply, ReplyShape, Request, SetMode, WireKey, parse};
 pub(crate) use endpoint::Endpoint;
-pub(crate) use pool::ClientOptions;
-pub(crate) use selector::{Distribution, ServerSelector};
-pub(crate) use server::{Executed, MIN_VERSION, Server, ServerIdentity, VALUE_TOO_LARGE};
+pub(crate) use identity::ServerIdentity;
+pub(crate) use options::ClientOptions;
+pub use options::ProtocolMode;
+pub use selector::KeyDistribution;

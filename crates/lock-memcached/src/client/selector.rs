@@ -6,21 +6,23 @@
 
 use md5::{Digest, Md5};
 
-/// How keys are spread over several servers.
+/// How keys are spread over several servers (`options.distribution`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Distribution {
+#[non_exhaustive]
+pub enum KeyDistribution {
     /// Consistent hashing (libmemcached's ketama layout): adding or removing one of N
     /// servers moves about 1/N of the keys.
     Ketama,
     /// `crc32(key) % N`, exactly as the Go original's client (gomemcache's `ServerList`)
-    /// picks, so mixed fleets agree on where a key lives. Changing N moves most keys.
+    /// picks, so a fleet shared with it agrees on where a key lives. Changing N moves most
+    /// keys.
     Modula,
 }
 
 /// Picks a server index for a key.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerSelector {
-    distribution: Distribution,
+    distribution: KeyDistribution,
     servers: usize,
     /// Ketama continuum: (point, server index), sorted by point.
     ring: Vec<(u32, usize)>,
@@ -38,9 +40,9 @@ impl ServerSelector {
     /// `u32::from_le_bytes(d[4k..4k+4])` for `k` in `0..4`. A key hashes to the first four
     /// bytes of `md5(key)` read little-endian, and belongs to the server owning the first
     /// point at or after it (wrapping to the lowest point).
-    pub(crate) fn new(addresses: &[String], distribution: Distribution) -> ServerSelector {
+    pub(crate) fn new(addresses: &[String], distribution: KeyDistribution) -> ServerSelector {
         let mut ring = Vec::new();
-        if distribution == Distribution::Ketama {
+        if distribution == KeyDistribution::Ketama {
             ring.reserve(addresses.len() * DIGESTS_PER_SERVER * 4);
             for (index, address) in addresses.iter().enumerate() {
                 for n in 0..DIGESTS_PER_SERVER {
@@ -66,8 +68,8 @@ impl ServerSelector {
             return 0;
         }
         match self.distribution {
-            Distribution::Modula => (crc32fast::hash(key) % self.servers as u32) as usize,
-            Distribution::Ketama => {
+            KeyDistribution::Modula => (crc32fast::hash(key) % self.servers as u32) as usize,
+            KeyDistribution::Ketama => {
                 let digest = Md5::digest(key);
                 let h = le_u32(&digest[0..4]);
                 let at = self.ring.partition_point(|&(point, _)| point < h);
@@ -105,7 +107,7 @@ mod tests {
 
     #[test]
     fn modula_is_crc32_ieee_mod_n() {
-        let s = ServerSelector::new(&addrs(3), Distribution::Modula);
+        let s = ServerSelector::new(&addrs(3), KeyDistribution::Modula);
         // crc32("123456789") = 0xCBF43926 (the IEEE check value) = 3421780262; % 3 = 2.
         assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
         assert_eq!(s.pick(b"123456789"), 2);
@@ -116,7 +118,7 @@ mod tests {
 
     #[test]
     fn one_server_always_zero() {
-        for d in [Distribution::Ketama, Distribution::Modula] {
+        for d in [KeyDistribution::Ketama, KeyDistribution::Modula] {
             let s = ServerSelector::new(&addrs(1), d);
             assert!(keys(50).iter().all(|k| s.pick(k) == 0));
             let empty = ServerSelector::new(&[], d);
@@ -126,7 +128,7 @@ mod tests {
 
     #[test]
     fn ketama_ring_layout() {
-        let s = ServerSelector::new(&addrs(4), Distribution::Ketama);
+        let s = ServerSelector::new(&addrs(4), KeyDistribution::Ketama);
         assert_eq!(s.ring.len(), 4 * 160);
         assert!(s.ring.windows(2).all(|w| w[0] <= w[1]));
         // The first point of server 0 is the first 4 bytes of md5("10.0.0.1:11211-0").
@@ -136,7 +138,7 @@ mod tests {
 
     #[test]
     fn both_distributions_spread_keys() {
-        for d in [Distribution::Ketama, Distribution::Modula] {
+        for d in [KeyDistribution::Ketama, KeyDistribution::Modula] {
             let n = 5;
             let s = ServerSelector::new(&addrs(n), d);
             let mut counts = vec![0usize; n];
@@ -156,8 +158,8 @@ mod tests {
     fn ketama_is_stable_and_moves_about_one_nth_when_a_server_leaves() {
         let n = 5;
         let all = addrs(n);
-        let s1 = ServerSelector::new(&all, Distribution::Ketama);
-        let again = ServerSelector::new(&all, Distribution::Ketama);
+        let s1 = ServerSelector::new(&all, KeyDistribution::Ketama);
+        let again = ServerSelector::new(&all, KeyDistribution::Ketama);
         let removed = 2;
         let rest: Vec<String> = all
             .iter()
@@ -165,7 +167,7 @@ mod tests {
             .filter(|(i, _)| *i != removed)
             .map(|(_, a)| a.clone())
             .collect();
-        let s2 = ServerSelector::new(&rest, Distribution::Ketama);
+        let s2 = ServerSelector::new(&rest, KeyDistribution::Ketama);
         let total = 20_000;
         let mut moved = 0;
         for k in keys(total) {
@@ -183,8 +185,8 @@ mod tests {
         let share = moved as f64 / total as f64;
         assert!((0.1..0.3).contains(&share), "moved share {share}");
         // Modula, by contrast, moves most keys.
-        let m1 = ServerSelector::new(&all, Distribution::Modula);
-        let m2 = ServerSelector::new(&rest, Distribution::Modula);
+        let m1 = ServerSelector::new(&all, KeyDistribution::Modula);
+        let m2 = ServerSelector::new(&rest, KeyDistribution::Modula);
         let m_moved = keys(total)
             .iter()
             .filter(|k| all[m1.pick(k)] != rest[m2.pick(k)])

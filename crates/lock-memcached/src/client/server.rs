@@ -1,133 +1,26 @@
-//! One memcached endpoint: its pool, its identity (which boot of the server we talk to),
-//! its health (marked down after repeated failures), and `execute` with timeout and retries.
+//! One memcached server: the policy every request follows, whichever transport carries it.
+//!
+//! Validation before anything is sent, one deadline (`options.timeout`) over the whole call,
+//! retries of what is safe to repeat, the identity check that keeps a lease's CAS away from
+//! another boot of the server, health (marked down after repeated failures), the mapping of a
+//! timeout to `TIMEOUT` or `OUTCOME_UNKNOWN`, and the idle reaper.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use commons::{Context, Error, ErrorKind, codes};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
-use super::codec::{Reply, Request, parse_version};
-use super::connection::Connection;
-use super::health::{ServerHealth, restarted, spawn_idle_reaper, timed_out};
-use super::pool::{ClientOptions, Pool};
-
-/// The oldest memcached whose meta commands the lock can rely on (conditional `md` was
-/// broken before 1.6.13).
-pub(crate) const MIN_VERSION: (u32, u32, u32) = (1, 6, 13);
-
-/// Code of the error for a value larger than `options.max_value`.
-pub(crate) const VALUE_TOO_LARGE: &str = "VALUE_TOO_LARGE";
-
-/// Which boot of a server a connection talks to. CAS values restart from 1 when memcached
-/// restarts, so a lease taken from another boot must never be released by CAS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct ServerIdentity {
-    /// The server's process id (`stats pid`).
-    pub(crate) pid: u32,
-    /// The server's start time in Unix seconds (`stats time - uptime`).
-    pub(crate) boot_epoch: i64,
-}
-
-/// What probing a new connection learned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Probe {
-    pub(crate) version: String,
-    pub(crate) identity: ServerIdentity,
-    pub(crate) evictions: Option<u64>,
-}
-
-/// Sends `version` and `stats` (pipelined) on a new connection, checks the version and reads
-/// the identity. Bounded by `deadline`.
-pub(crate) async fn probe(conn: &Connection, deadline: Instant) -> Result<Probe, Error> {
-    let address = conn.address();
-    let timed_out = || {
-        Error::new(
-            ErrorKind::Timeout,
-            codes::TIMEOUT,
-            format!("memcached at {address} did not answer version/stats in time"),
-        )
-        .with_detail("server", address)
-    };
-    let mut version = conn.send(Request::Version)?;
-    let mut stats = conn.send(Request::Stats)?;
-    let version = timeout_at(deadline, version.wait())
-        .await
-        .map_err(|_| timed_out())??;
-    let stats = timeout_at(deadline, stats.wait())
-        .await
-        .map_err(|_| timed_out())??;
-    let bad = |what: String| {
-        Error::new(
-            ErrorKind::Protocol,
-            codes::PROTOCOL_ERROR,
-            format!("memcached at {address}: {what}"),
-        )
-        .with_detail("server", address)
-    };
-    let version = match version {
-        Reply::Version(v) => v,
-        other => return Err(reply_error(address, other, "version")),
-    };
-    match parse_version(&version) {
-        Some(v) if v >= MIN_VERSION => {}
-        _ => {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                codes::UNSUPPORTED,
-                format!(
-                    "memcached at {address} is version {version}; the meta-protocol lock needs memcached 1.6.13 or newer"
-                ),
-            )
-            .with_detail("server", address)
-            .with_detail("version", &version));
-        }
-    }
-    let stats = match stats {
-        Reply::Stats(s) => s,
-        other => return Err(reply_error(address, other, "stats")),
-    };
-    let get = |name: &str| {
-        stats
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let number = |name: &str| -> Result<i64, Error> {
-        get(name)
-            .and_then(|v| v.parse::<i64>().ok())
-            .ok_or_else(|| bad(format!("stats has no numeric '{name}'")))
-    };
-    let pid = u32::try_from(number("pid")?).map_err(|_| bad("stats pid out of range".into()))?;
-    let boot_epoch = number("time")? - number("uptime")?;
-    let evictions = get("evictions").and_then(|v| v.parse().ok());
-    Ok(Probe {
-        version,
-        identity: ServerIdentity { pid, boot_epoch },
-        evictions,
-    })
-}
-
-/// The error for a reply that reports a failure (or is of no use to the caller).
-fn reply_error(address: &str, reply: Reply, command: &str) -> Error {
-    let (message, retryable) = match &reply {
-        Reply::ServerError(m) => (format!("SERVER_ERROR {m}"), false),
-        Reply::ClientError(m) => (format!("CLIENT_ERROR {m}"), false),
-        Reply::Error => ("ERROR".to_string(), false),
-        other => (format!("unexpected reply {other:?}"), false),
-    };
-    let code = match reply {
-        Reply::ServerError(_) | Reply::ClientError(_) | Reply::Error => codes::SERVER_ERROR,
-        _ => codes::PROTOCOL_ERROR,
-    };
-    Error::new(
-        ErrorKind::Protocol,
-        code,
-        format!("memcached at {address} answered {message} to {command}"),
-    )
-    .with_detail("server", address)
-    .with_retryable(retryable)
-}
+use super::codec::{Reply, Request};
+use super::errors::{
+    is_error_reply, outcome_unknown, reply_error, timed_out, unsafe_key, value_too_large,
+};
+use super::health::ServerHealth;
+use super::identity::{Probe, ServerIdentity, restarted};
+use super::options::ClientOptions;
+use super::transport::{ExchangeError, Transport};
+use crate::codes::SERVER_RESTARTED;
 
 /// A reply together with the identity of the server boot that produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,39 +29,37 @@ pub(crate) struct Executed {
     pub(crate) identity: ServerIdentity,
 }
 
-/// One memcached endpoint with its pool of connections.
+/// One memcached server reached through transport `T`.
 #[derive(Debug)]
-pub(crate) struct Server {
+pub(crate) struct Server<T: Transport> {
     address: Arc<str>,
     options: ClientOptions,
-    pool: Arc<Pool>,
+    transport: Arc<T>,
     health: ServerHealth,
     reaper: Option<JoinHandle<()>>,
 }
 
-impl Drop for Server {
+impl<T: Transport> Drop for Server<T> {
     fn drop(&mut self) {
         if let Some(r) = &self.reaper {
             r.abort();
         }
-        self.pool.close_all();
+        self.transport.close();
     }
 }
 
-impl Server {
+impl<T: Transport> Server<T> {
     /// A server at `address` ("host:port"). Connects lazily; must run inside a tokio runtime
     /// (it starts the idle reaper).
-    pub(crate) fn new(address: impl Into<Arc<str>>, options: ClientOptions) -> Server {
+    pub(crate) fn new(address: impl Into<Arc<str>>, options: ClientOptions) -> Self {
         let address = address.into();
-        let pool = Arc::new(Pool::new(address.clone(), options.clone()));
-        let reaper = spawn_idle_reaper(&pool, options.idle, |pool, now| {
-            pool.reap_idle(now);
-        });
+        let transport = Arc::new(T::new(address.clone(), options.clone()));
+        let reaper = spawn_idle_reaper(&transport, options.idle);
         Server {
             health: ServerHealth::new(address.clone(), options.failures, options.retry),
             address,
             options,
-            pool,
+            transport,
             reaper,
         }
     }
@@ -178,47 +69,44 @@ impl Server {
         &self.address
     }
 
+    /// `"meta"` or `"classic"`.
+    pub(crate) fn protocol(&self) -> &'static str {
+        T::PROTOCOL
+    }
+
     /// Health and what the probes observed (identity, version, evictions).
     pub(crate) fn health(&self) -> &ServerHealth {
         &self.health
     }
 
-    /// Live connections in the pool.
+    /// Open connections.
     pub(crate) fn live_connections(&self) -> usize {
-        self.pool.live_count()
+        self.transport.live_connections()
     }
 
-    /// Closes every connection (they are re-created on demand).
+    /// Closes the connections (re-created on demand).
     pub(crate) fn close(&self) {
-        self.pool.close_all();
+        self.transport.close();
     }
 
-    /// Opens (or reuses) one connection and probes it: used by `Cluster::connect`.
+    /// Opens (or reuses) one connection and probes it: used when the cluster opens.
     pub(crate) async fn check(&self, ctx: &Context) -> Result<ServerIdentity, Error> {
         let deadline = Instant::now() + self.options.timeout;
-        let checkout = match timeout_at(deadline, self.pool.get(deadline)).await {
+        let checkout = match timeout_at(deadline, self.transport.checkout(None, deadline)).await {
             Ok(r) => r.map_err(|e| e.with_context(ctx))?,
-            Err(_) => return Err(self.timeout_error("connecting").with_context(ctx)),
+            Err(_) => {
+                return Err(self
+                    .timeout_error("waiting for a connection")
+                    .with_context(ctx));
+            }
         };
-        if let Some(probe) = checkout.fresh {
-            self.observe(probe);
-        }
-        checkout
-            .conn
-            .identity()
-            .ok_or_else(|| Error::internal("connection without identity").with_context(ctx))
+        self.observe(checkout.fresh);
+        let identity = checkout.identity;
+        self.transport.give_back(checkout.conn);
+        Ok(identity)
     }
 
-    fn observe(&self, probe: Probe) {
-        self.health
-            .observe(probe.identity, &probe.version, probe.evictions);
-    }
-
-    fn timeout_error(&self, while_: &str) -> Error {
-        timed_out(&self.address, self.options.timeout, while_)
-    }
-
-    /// Sends `req` on one of the pool's connections. Bounded by `options.timeout` overall.
+    /// Sends `req` on one of the server's connections. Bounded by `options.timeout` overall.
     ///
     /// `expect_identity`: when `Some`, the connection used must have exactly that identity,
     /// otherwise the call fails with `SERVER_RESTARTED` (`ErrorKind::InvalidState`) without
@@ -234,23 +122,19 @@ impl Server {
         if let Request::Set { data, .. } = &req
             && data.len() > self.options.max_value
         {
-            return Err(Error::bad_request(
-                VALUE_TOO_LARGE,
-                format!(
-                    "value of {} bytes is larger than options.max_value ({} bytes)",
-                    data.len(),
-                    self.options.max_value
-                ),
-            )
-            .with_context(ctx));
+            return Err(value_too_large(data.len(), self.options.max_value).with_context(ctx));
+        }
+        if let Some(key) = req.key()
+            && !key.is_safe()
+        {
+            return Err(unsafe_key().with_context(ctx));
         }
         let deadline = Instant::now() + self.options.timeout;
-        // Shared with the connection task: a retry does not copy the key and data again.
+        // Shared with the transport: a retry does not copy the key and data again.
         let req = Arc::new(req);
         let mut attempt = 0u32;
         loop {
-            let result = self.attempt(&req, expect_identity, deadline).await;
-            let err = match result {
+            let err = match self.attempt(&req, expect_identity, deadline).await {
                 Ok(executed) => {
                     self.health.record_success();
                     return Ok(executed);
@@ -259,7 +143,7 @@ impl Server {
             };
             self.health.record_outcome(&err);
             let repeatable = match err.code() {
-                codes::SERVER_DOWN | codes::SERVER_RESTARTED => false,
+                codes::SERVER_DOWN | SERVER_RESTARTED => false,
                 _ if idempotent => err.is_retryable() || err.kind() == ErrorKind::OutcomeUnknown,
                 _ => err.kind() == ErrorKind::Connection,
             };
@@ -277,66 +161,67 @@ impl Server {
         deadline: Instant,
     ) -> Result<Executed, Error> {
         self.health.check_up()?;
-        let checkout = match timeout_at(deadline, self.pool.get(deadline)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(self.timeout_error("connecting")),
-        };
-        if let Some(probe) = checkout.fresh {
-            self.observe(probe);
-        }
-        let conn = checkout.conn;
-        let Some(identity) = conn.identity() else {
-            return Err(Error::internal("connection without identity"));
-        };
+        let checkout =
+            match timeout_at(deadline, self.transport.checkout(Some(req), deadline)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(self.timeout_error("waiting for a connection")),
+            };
+        self.observe(checkout.fresh);
+        let identity = checkout.identity;
         if let Some(expected) = expect_identity
             && expected != identity
         {
+            self.transport.give_back(checkout.conn);
             return Err(restarted(&self.address, expected, identity));
         }
-        let mut pending = match conn.send_shared(req.clone()) {
-            Ok(p) => p,
-            Err(e) => {
-                self.pool.discard(&conn);
-                return Err(e);
+        match self.transport.exchange(checkout.conn, req, deadline).await {
+            Ok(reply) if is_error_reply(&reply) => {
+                Err(reply_error(&self.address, &reply, T::command_name(req)))
             }
-        };
-        match timeout_at(deadline, pending.wait()).await {
-            Ok(Ok(reply)) => match reply {
-                Reply::ServerError(_) | Reply::ClientError(_) | Reply::Error => {
-                    Err(reply_error(&self.address, reply, req.command_name()))
-                }
-                reply => Ok(Executed { reply, identity }),
-            },
-            Ok(Err(e)) => {
-                if e.kind() != ErrorKind::BadRequest {
-                    self.pool.discard(&conn);
-                }
-                Err(e)
-            }
-            Err(_) => {
-                let sent = pending.abandon();
-                // A connection that let a request time out is suspect (paused server,
-                // half-open socket): close it; replies still owed are dropped with it.
-                self.pool.discard(&conn);
-                if sent {
-                    Err(Error::new(
-                        ErrorKind::OutcomeUnknown,
-                        codes::OUTCOME_UNKNOWN,
-                        format!(
-                            "{} to memcached at {} was sent but no reply came within {:?}: it may or may not have taken effect",
-                            req.command_name(),
-                            self.address,
-                            self.options.timeout
-                        ),
-                    )
-                    .with_detail("server", &self.address)
-                    .with_retryable(false))
-                } else {
-                    Err(self.timeout_error("waiting to send"))
-                }
+            Ok(reply) => Ok(Executed { reply, identity }),
+            Err(ExchangeError::Failed(e)) => Err(e),
+            Err(ExchangeError::TimedOut { sent: true }) => Err(outcome_unknown(
+                &self.address,
+                T::command_name(req),
+                &format!("within {:?}", self.options.timeout),
+            )),
+            Err(ExchangeError::TimedOut { sent: false }) => {
+                Err(self.timeout_error("waiting to send"))
             }
         }
     }
+
+    fn observe(&self, probe: Option<Probe>) {
+        if let Some(probe) = probe {
+            self.health
+                .observe(probe.identity, &probe.version, probe.evictions);
+        }
+    }
+
+    fn timeout_error(&self, while_: &str) -> Error {
+        timed_out(&self.address, self.options.timeout, while_)
+    }
+}
+
+/// Starts the task that closes idle connections every `idle / 2`, until the transport is
+/// gone. `None` when `idle` is zero (never close).
+fn spawn_idle_reaper<T: Transport>(transport: &Arc<T>, idle: Duration) -> Option<JoinHandle<()>> {
+    if idle.is_zero() {
+        return None;
+    }
+    let transport: Weak<T> = Arc::downgrade(transport);
+    let period = (idle / 2).max(Duration::from_millis(10));
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(transport) = transport.upgrade() else {
+                return;
+            };
+            transport.reap_idle(Instant::now());
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -5,7 +5,15 @@ use std::time::Duration;
 use commons::Context;
 use memcached_testkit::MemcachedServer;
 
-use super::{ClientOptions, Distribution, Request, SetMode, WireKey};
+use super::classic::ClassicTransport;
+use super::meta::MetaTransport;
+use super::server::Server;
+use super::{ClientOptions, KeyDistribution, Request, SetMode, WireKey};
+
+/// The server policy over the meta transport.
+pub(crate) type MetaServer = Server<MetaTransport>;
+/// The server policy over the classic transport.
+pub(crate) type ClassicServer = Server<ClassicTransport>;
 
 /// Options for tests: small pool, 3 s timeouts, no reconnect hold-back, no idle reaping.
 pub(crate) fn opts() -> ClientOptions {
@@ -19,7 +27,7 @@ pub(crate) fn opts() -> ClientOptions {
         retry: Duration::from_secs(30),
         idle: Duration::ZERO,
         max_value: 1024 * 1024,
-        distribution: Distribution::Ketama,
+        distribution: KeyDistribution::Ketama,
     }
 }
 

@@ -1,15 +1,14 @@
-//! Classic-protocol client tests: the read checks without a server, everything else against
-//! real memcached processes (spawned by `memcached-testkit`), some through its fault proxy.
+//! Classic-protocol client tests against real memcached processes (spawned by
+//! `memcached-testkit`), some through its fault proxy.
 
 use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use commons::{Context, ErrorKind, codes};
-use memcached_testkit::{FaultProxy, MemcachedServer};
+use memcached_testkit::FaultProxy;
 
-use super::{ClassicServer, ReadScan};
-use crate::client::test_support::{add, cas_set, ctx, delete, get, key, opts, start};
+use crate::client::test_support::{ClassicServer, add, cas_set, ctx, delete, get, opts, start};
 use crate::client::{ClientOptions, Reply, Request};
 
 async fn run(server: &ClassicServer, req: Request) -> Reply {
@@ -57,28 +56,6 @@ fn raw_add(address: &str, k: &str, data: &str) {
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).expect("read");
     assert_eq!(line, "STORED\r\n");
-}
-
-#[test]
-fn read_scan_bounds_lines_and_values() {
-    let mut scan = ReadScan::new(10);
-    // A value within the limit whose data looks like a header is skipped, not parsed.
-    assert!(scan.feed(b"VALUE k 0 10 5\r\nVALUE 999\r\nEND\r\n").is_ok());
-    // Split anywhere.
-    let mut scan = ReadScan::new(10);
-    for b in b"VALUE k 0 3 1\r\nabc\r\nEND\r\nSTORED\r\n" {
-        assert!(scan.feed(&[*b]).is_ok());
-    }
-    assert!(scan.line.is_empty() && scan.skip == 0);
-    // Too large, malformed, or endless lines are refused before anyone allocates for them.
-    assert!(ReadScan::new(10).feed(b"VALUE k 0 11\r\n").is_err());
-    assert!(
-        ReadScan::new(10)
-            .feed(b"VALUE k 0 99999999999999999999999\r\n")
-            .is_err()
-    );
-    assert!(ReadScan::new(10).feed(b"VALUE k 0\r\n").is_err());
-    assert!(ReadScan::new(10).feed(&vec![b'x'; 9000]).is_err());
 }
 
 #[tokio::test]
@@ -317,7 +294,7 @@ async fn bad_requests_and_server_errors_are_errors() {
         .execute(&ctx(), add("k", b"123456789", 5), false, None)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), crate::client::VALUE_TOO_LARGE);
+    assert_eq!(err.code(), crate::codes::VALUE_TOO_LARGE);
     let err = server
         .execute(&ctx(), add("bad key", b"1", 5), false, None)
         .await

@@ -6,12 +6,12 @@ use std::time::Duration;
 use commons::{Context, Error, ErrorKind, codes};
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
-use crate::client::test_support::{add, ctx, get, key, opts, start};
+use crate::client::meta::Connection;
+use crate::client::test_support::{MetaServer as Server, add, ctx, get, key, opts, start};
 use crate::client::{
-    ClientOptions, Cluster, Connection, Distribution, Endpoint, Reply, Request, Server, SetMode,
-    WireKey,
+    ClientOptions, Cluster, Endpoint, KeyDistribution as Distribution, ProtocolMode, Reply,
+    Request, SetMode, WireKey,
 };
-use crate::config::ProtocolMode;
 
 async fn run(server: &Server, req: Request) -> Reply {
     server

@@ -16,14 +16,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use commons::{Error, ErrorKind, codes};
+use commons::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::codec::{ProtocolError, Reply, ReplyShape, Request, parse_with_limit};
-use super::server::ServerIdentity;
+use crate::client::codec::{
+    DEFAULT_MAX_VALUE, ProtocolError, Reply, ReplyShape, Request, parse_with_limit,
+};
+use crate::client::errors::{not_sent, outcome_unknown, protocol_error, unsafe_key};
+use crate::client::identity::ServerIdentity;
+use crate::client::tcp;
 
 const QUEUED: u8 = 0;
 const SENT: u8 = 1;
@@ -84,9 +88,9 @@ impl PendingReply {
             Ok(result) => result,
             // The task ended without answering: classify by whether the bytes went out.
             Err(_) => Err(if self.state.load(Ordering::Acquire) == SENT {
-                outcome_unknown(&self.address, "the connection task ended")
+                outcome_unknown(&self.address, "request", "the connection task ended")
             } else {
-                not_sent(&self.address, "the connection task ended")
+                not_sent(&self.address, "request", "the connection task ended")
             }),
         }
     }
@@ -123,39 +127,7 @@ impl Connection {
         connect_timeout: Duration,
         max_value: usize,
     ) -> Result<Connection, Error> {
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(&*address))
-            .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                return Err(Error::new(
-                    ErrorKind::Connection,
-                    codes::CONNECTION_FAILED,
-                    format!("cannot connect to memcached at {address}: {e}"),
-                )
-                .with_detail("server", &address)
-                .with_source(e));
-            }
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Connection,
-                    codes::CONNECTION_FAILED,
-                    format!(
-                        "connecting to memcached at {address} did not finish within {connect_timeout:?}"
-                    ),
-                )
-                .with_detail("server", &address));
-            }
-        };
-        stream.set_nodelay(true).map_err(|e| {
-            Error::new(
-                ErrorKind::Connection,
-                codes::CONNECTION_FAILED,
-                format!("cannot set TCP_NODELAY on the connection to {address}: {e}"),
-            )
-            .with_detail("server", &address)
-            .with_source(e)
-        })?;
+        let stream = tcp::connect(&address, connect_timeout).await?;
         let shared = Arc::new(Shared {
             alive: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
@@ -164,7 +136,7 @@ impl Connection {
             close: Notify::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        let max_value = max_value.max(super::codec::DEFAULT_MAX_VALUE);
+        let max_value = max_value.max(DEFAULT_MAX_VALUE);
         tokio::spawn(run(stream, rx, shared.clone(), address.clone(), max_value));
         Ok(Connection {
             address,
@@ -220,16 +192,17 @@ impl Connection {
     /// without copying its key and data).
     pub(crate) fn send_shared(&self, req: Arc<Request>) -> Result<PendingReply, Error> {
         if !self.is_alive() {
-            return Err(not_sent(&self.address, "the connection is closed"));
+            return Err(not_sent(
+                &self.address,
+                "request",
+                "the connection is closed",
+            ));
         }
         if let Some(key) = req.key()
             && !key.is_safe()
         {
             // Defence in depth: keys are validated before they get here.
-            return Err(Error::bad_request(
-                codes::BAD_KEY,
-                "key is empty, longer than 250 bytes, or contains whitespace or control characters",
-            ));
+            return Err(unsafe_key());
         }
         let since = Instant::now().saturating_duration_since(self.shared.created);
         self.shared.last_used_nanos.store(
@@ -249,7 +222,11 @@ impl Connection {
             .is_err()
         {
             self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(not_sent(&self.address, "the connection is closed"));
+            return Err(not_sent(
+                &self.address,
+                "request",
+                "the connection is closed",
+            ));
         }
         Ok(PendingReply {
             rx,
@@ -269,35 +246,6 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-fn not_sent(address: &str, why: &str) -> Error {
-    Error::new(
-        ErrorKind::Connection,
-        codes::CONNECTION_FAILED,
-        format!("request to memcached at {address} not sent: {why}"),
-    )
-    .with_detail("server", address)
-}
-
-fn outcome_unknown(address: &str, why: &str) -> Error {
-    Error::new(
-        ErrorKind::OutcomeUnknown,
-        codes::OUTCOME_UNKNOWN,
-        format!("request to memcached at {address} was sent but no reply came ({why}): it may or may not have taken effect"),
-    )
-    .with_detail("server", address)
-    .with_retryable(false)
-}
-
-fn protocol_error(address: &str, e: ProtocolError) -> Error {
-    Error::new(
-        ErrorKind::Protocol,
-        codes::PROTOCOL_ERROR,
-        format!("memcached at {address}: {}", e.message()),
-    )
-    .with_detail("server", address)
-    .with_source(e)
 }
 
 /// Why the task stopped; decides how the requests still pending are failed.
@@ -405,19 +353,25 @@ async fn run(
             let why = e.message().to_string();
             if let Some(p) = pending.pop_front() {
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                let _ = p.reply.send(Err(protocol_error(&address, e)));
+                let _ = p
+                    .reply
+                    .send(Err(protocol_error(&address, e.message()).with_source(e)));
             }
             why
         }
     };
     for p in pending.drain(..) {
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        let _ = p.reply.send(Err(outcome_unknown(&address, &why)));
+        let _ = p
+            .reply
+            .send(Err(outcome_unknown(&address, p.command, &why)));
     }
     rx.close();
     while let Ok(cmd) = rx.try_recv() {
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        let _ = cmd.reply.send(Err(not_sent(&address, &why)));
+        let _ = cmd
+            .reply
+            .send(Err(not_sent(&address, cmd.req.command_name(), &why)));
     }
     let _ = wr.shutdown().await;
 }

@@ -3,59 +3,15 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use commons::{Error, ErrorKind, codes};
+use commons::Error;
 use tokio::time::Instant;
 
 use super::connection::Connection;
-use super::selector::Distribution;
-use super::server::{Probe, probe};
-
-/// The client's tuning knobs (the lock's `options.*`).
-#[derive(Debug, Clone)]
-pub(crate) struct ClientOptions {
-    /// Connections per server (default 5).
-    pub(crate) pool_size: usize,
-    /// Bounds every operation: connect, send and reply (default 60 s).
-    pub(crate) timeout: Duration,
-    /// Bounds one TCP connect (default: the same as `timeout`).
-    pub(crate) connect_timeout: Duration,
-    /// After a failed connect, a slot is not tried again before this much time passed since
-    /// that attempt (default 10 s). A connection that worked and then broke is replaced at
-    /// once.
-    pub(crate) reconnect: Duration,
-    /// Retries of an operation that is safe to repeat (default 3).
-    pub(crate) retries: u32,
-    /// Consecutive failures that mark a server down (default 5).
-    pub(crate) failures: u32,
-    /// How long a server stays down before it is tried again (default 30 s).
-    pub(crate) retry: Duration,
-    /// Connections unused for this long are closed; zero disables (default 5 s).
-    pub(crate) idle: Duration,
-    /// The largest value stored or accepted in a reply (default 1 MiB).
-    pub(crate) max_value: usize,
-    /// How keys are spread over servers (default ketama).
-    pub(crate) distribution: Distribution,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        let timeout = Duration::from_secs(60);
-        ClientOptions {
-            pool_size: 5,
-            timeout,
-            connect_timeout: timeout,
-            reconnect: Duration::from_secs(10),
-            retries: 3,
-            failures: 5,
-            retry: Duration::from_secs(30),
-            idle: Duration::from_secs(5),
-            max_value: 1024 * 1024,
-            distribution: Distribution::Ketama,
-        }
-    }
-}
+use super::probe::probe;
+use crate::client::errors::reconnect_held_back;
+use crate::client::identity::Probe;
+use crate::client::options::ClientOptions;
 
 #[derive(Debug, Default)]
 struct SlotState {
@@ -82,12 +38,8 @@ impl Slot {
     }
 }
 
-/// A connection from the pool; `fresh` holds the probe when it was just made.
-#[derive(Debug)]
-pub(crate) struct Checkout {
-    pub(crate) conn: Arc<Connection>,
-    pub(crate) fresh: Option<Probe>,
-}
+/// A connection from the pool, with its probe when it was just made.
+type Checkout = (Arc<Connection>, Option<Probe>);
 
 /// The connections to one server.
 #[derive(Debug)]
@@ -123,10 +75,7 @@ impl Pool {
             if let Some(c) = &state.conn {
                 if c.is_alive() {
                     if i == start {
-                        return Ok(Checkout {
-                            conn: c.clone(),
-                            fresh: None,
-                        });
+                        return Ok((c.clone(), None));
                     }
                     continue;
                 }
@@ -148,7 +97,7 @@ impl Pool {
             return self.fill(start, deadline).await;
         }
         if let Some(conn) = self.first_live(start) {
-            return Ok(Checkout { conn, fresh: None });
+            return Ok((conn, None));
         }
         if let Some(i) = candidate {
             return self.fill(i, deadline).await;
@@ -156,15 +105,7 @@ impl Pool {
         let wait = throttled_until
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or_default();
-        Err(Error::new(
-            ErrorKind::Connection,
-            codes::CONNECTION_FAILED,
-            format!(
-                "no connection to memcached at {}: reconnecting is held back for another {wait:?} after a failure (options.reconnect)",
-                self.address
-            ),
-        )
-        .with_detail("server", &self.address))
+        Err(reconnect_held_back(&self.address, wait))
     }
 
     fn first_live(&self, start: usize) -> Option<Arc<Connection>> {
@@ -181,17 +122,17 @@ impl Pool {
             Err(_) => {
                 // Someone else is connecting this slot: use any live connection, or wait.
                 if let Some(conn) = self.first_live(i) {
-                    return Ok(Checkout { conn, fresh: None });
+                    return Ok((conn, None));
                 }
                 let guard = slot.connecting.lock().await;
                 if let Some(conn) = slot.live() {
-                    return Ok(Checkout { conn, fresh: None });
+                    return Ok((conn, None));
                 }
                 guard
             }
         };
         if let Some(conn) = slot.live() {
-            return Ok(Checkout { conn, fresh: None });
+            return Ok((conn, None));
         }
         slot.lock().last_attempt = Some(Instant::now());
         let connect_timeout = self
@@ -213,10 +154,7 @@ impl Pool {
         // replaced at once (with pool_size=1 a single bad reply would otherwise cut the
         // server off for `reconnect`).
         state.last_attempt = None;
-        Ok(Checkout {
-            conn,
-            fresh: Some(probed),
-        })
+        Ok((conn, Some(probed)))
     }
 
     /// Marks the slot holding `conn` as failed: the connection is closed and the slot is

@@ -1,0 +1,144 @@
+//! The classic text protocol, spoken through `memcache-async`, for servers without reliable
+//! meta commands (memcached before 1.6.13, text-only managed offerings).
+//!
+//! [`ClassicTransport`] carries the same (meta) requests as the meta transport under the same
+//! server policy, translating each into classic commands ([`commands`]):
+//!
+//! | request | classic commands | reply |
+//! | --- | --- | --- |
+//! | `Set { Add, ttl }` | `add <k> 0 <ttl>` then `gets <k>` | `Hd { cas }` when the stored value is ours, else `Ns` |
+//! | `Set { Cas(c), ttl }` | `cas <k> 0 <ttl> .. <c>` then `gets <k>` | `Hd { new cas }`; `Ex`; `Nf` |
+//! | `Delete { cas }` | `cas <k> 0 <1970> 0 <cas>` (an already-expired item) | `Hd`; `Ex`; `Nf` |
+//! | `Get` | `gets <k>` | `Va { data, cas, ttl: None }`; `En` |
+//! | `Version` / `Stats` | `version` / `stats` | as in meta mode |
+//!
+//! One request at a time per connection, `pool_size` connections per server.
+//!
+//! ## What memcache-async 0.10 cannot do, and how this module works around it
+//!
+//! - Its futures are not cancellation-safe: a reply half read, or not read at all, stays on
+//!   the socket and the next command would read it as its own (a held lock read as
+//!   acquired). A connection is therefore checked out by one request at a time inside a
+//!   [`pool::CheckedOut`] guard that returns it to the pool only after a clean completion; a timeout, an
+//!   error or a dropped future throws the connection away.
+//! - It cannot say whether a request reached the socket: the stream it is given ([`wire::Wire`])
+//!   counts the bytes written, which separates "nothing sent" (`TIMEOUT`, safe to retry) from
+//!   "sent, no reply" (`OUTCOME_UNKNOWN`).
+//! - It trusts the server's lengths (allocates whatever a `VALUE` line announces, reads lines
+//!   without bound): [`wire::Wire`] checks every line and `VALUE` size before it sees them.
+//! - Its `cas` looks for `NOT FOUND` (with a space) and so reports memcached's `NOT_FOUND` as
+//!   an `Other` error carrying the line: that line is recognised here.
+//! - Its `add` reports any reply other than `NOT_STORED` or an error line as stored: the
+//!   `gets` that follows every store checks that the value is ours before success is reported.
+//! - It has no `stats`: every new connection is probed (`version` + `stats`, parsed by this
+//!   crate's codec) before it is handed to memcache-async, and a `Stats` request opens a fresh
+//!   probed connection.
+//! - It owns the socket: a duplicate of the file descriptor (`try_clone`) lets the pool check
+//!   that an idle connection was not closed by the server before it is reused.
+//! - Its expiries are `u32`: "in the past" is written as an absolute time in 1970
+//!   ([`commands::PAST_EXPIRY`]), not as a negative number.
+//!
+//! Its `noreply` commands (`set`, `delete`, `append`) are never used.
+
+mod commands;
+mod conn;
+mod pool;
+mod wire;
+
+use std::sync::Arc;
+
+use commons::Error;
+use tokio::time::{Instant, timeout_at};
+
+use pool::{CheckedOut, ClassicPool};
+
+use super::codec::{Reply, Request};
+use super::options::ClientOptions;
+use super::transport::{Checkout, ExchangeError, Transport};
+
+/// The classic text protocol through memcache-async, one request at a time per connection.
+#[derive(Debug)]
+pub(crate) struct ClassicTransport {
+    address: Arc<str>,
+    pool: ClassicPool,
+}
+
+impl Transport for ClassicTransport {
+    type Conn = CheckedOut;
+
+    const PROTOCOL: &'static str = "classic";
+
+    fn new(address: Arc<str>, options: ClientOptions) -> Self {
+        ClassicTransport {
+            pool: ClassicPool::new(address.clone(), options),
+            address,
+        }
+    }
+
+    async fn checkout(
+        &self,
+        req: Option<&Request>,
+        deadline: Instant,
+    ) -> Result<Checkout<CheckedOut>, Error> {
+        let (out, fresh) = if matches!(req, Some(Request::Stats)) {
+            let (out, probe) = self.pool.fresh(deadline).await?;
+            (out, Some(probe))
+        } else {
+            self.pool.checkout(deadline).await?
+        };
+        Ok(Checkout {
+            identity: out.conn.identity,
+            conn: out,
+            fresh,
+        })
+    }
+
+    fn give_back(&self, conn: CheckedOut) {
+        self.pool.take_back(conn);
+    }
+
+    async fn exchange(
+        &self,
+        mut out: CheckedOut,
+        req: &Arc<Request>,
+        deadline: Instant,
+    ) -> Result<Reply, ExchangeError> {
+        let before = out.conn.written();
+        let outcome = timeout_at(deadline, commands::run(&mut out.conn, req)).await;
+        let sent = out.conn.written() != before;
+        // Only a clean exchange returns the connection: after anything else memcache-async
+        // may have left part of a reply on it, so `out` is dropped (closed) instead.
+        match outcome {
+            Ok(Ok(reply)) => {
+                self.pool.take_back(out);
+                Ok(reply)
+            }
+            Ok(Err(commands::Failure::Server(reply))) => Ok(reply),
+            Ok(Err(failure)) => Err(ExchangeError::Failed(failure.into_error(
+                &self.address,
+                commands::command_name(req),
+                sent,
+            ))),
+            Err(_) => Err(ExchangeError::TimedOut { sent }),
+        }
+    }
+
+    fn command_name(req: &Request) -> &'static str {
+        commands::command_name(req)
+    }
+
+    fn live_connections(&self) -> usize {
+        self.pool.live_count()
+    }
+
+    fn reap_idle(&self, now: Instant) {
+        self.pool.reap_idle(now);
+    }
+
+    fn close(&self) {
+        self.pool.close_all();
+    }
+}
+
+#[cfg(test)]
+mod tests;

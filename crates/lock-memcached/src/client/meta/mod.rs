@@ -1,0 +1,106 @@
+//! The meta-protocol transport: pipelined connections, each owned by one task
+//! ([`connection`]), `pool_size` of them per server ([`pool`]), each probed when made
+//! ([`probe`]).
+
+mod connection;
+mod pool;
+mod probe;
+
+use std::sync::Arc;
+
+use commons::{Error, ErrorKind};
+use tokio::time::{Instant, timeout_at};
+
+pub(crate) use connection::Connection;
+use pool::Pool;
+
+use super::codec::{Reply, Request};
+use super::options::ClientOptions;
+use super::transport::{Checkout, ExchangeError, Transport};
+
+/// Meta commands, pipelined (memcached >= 1.6.13).
+#[derive(Debug)]
+pub(crate) struct MetaTransport {
+    pool: Pool,
+}
+
+impl Transport for MetaTransport {
+    // Shared: many requests are in flight on one connection at once.
+    type Conn = Arc<Connection>;
+
+    const PROTOCOL: &'static str = "meta";
+
+    fn new(address: Arc<str>, options: ClientOptions) -> Self {
+        MetaTransport {
+            pool: Pool::new(address, options),
+        }
+    }
+
+    async fn checkout(
+        &self,
+        _req: Option<&Request>,
+        deadline: Instant,
+    ) -> Result<Checkout<Arc<Connection>>, Error> {
+        let (conn, fresh) = self.pool.get(deadline).await?;
+        let identity = conn
+            .identity()
+            .ok_or_else(|| Error::internal("connection without identity"))?;
+        Ok(Checkout {
+            conn,
+            identity,
+            fresh,
+        })
+    }
+
+    fn give_back(&self, _conn: Arc<Connection>) {
+        // The pool keeps its own handle; nothing to return.
+    }
+
+    async fn exchange(
+        &self,
+        conn: Arc<Connection>,
+        req: &Arc<Request>,
+        deadline: Instant,
+    ) -> Result<Reply, ExchangeError> {
+        let mut pending = match conn.send_shared(req.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.pool.discard(&conn);
+                return Err(ExchangeError::Failed(e));
+            }
+        };
+        match timeout_at(deadline, pending.wait()).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => {
+                // A refused key says nothing about the connection.
+                if e.kind() != ErrorKind::BadRequest {
+                    self.pool.discard(&conn);
+                }
+                Err(ExchangeError::Failed(e))
+            }
+            Err(_) => {
+                let sent = pending.abandon();
+                // A connection that let a request time out is suspect (paused server,
+                // half-open socket): close it; replies still owed are dropped with it.
+                self.pool.discard(&conn);
+                Err(ExchangeError::TimedOut { sent })
+            }
+        }
+    }
+
+    fn command_name(req: &Request) -> &'static str {
+        req.command_name()
+    }
+
+    fn live_connections(&self) -> usize {
+        self.pool.live_count()
+    }
+
+    fn reap_idle(&self, now: Instant) {
+        self.pool.reap_idle(now);
+    }
+
+    fn close(&self) {
+        self.pool.close_all();
+    }
+}

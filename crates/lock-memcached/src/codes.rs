@@ -1,0 +1,15 @@
+//! The error codes this crate adds to [`commons::codes`].
+//!
+//! Every error a `MemcachedLock` returns is a [`commons::Error`] whose `code()` is one of
+//! these or one of `commons::codes`. The full list a caller can receive, with the kind and
+//! whether it is retryable, is in the crate README ("Errors").
+
+/// The instance already holds `options.max_size` locks; the acquire sent nothing.
+pub const TOO_MANY_LOCKS: &str = "TOO_MANY_LOCKS";
+
+/// A value larger than `options.max_value` was to be stored; nothing was sent.
+pub const VALUE_TOO_LARGE: &str = "VALUE_TOO_LARGE";
+
+/// The server restarted (or is another boot than the one a lease was taken from); the
+/// CAS-checked request of that lease was not sent, and the lease is lost.
+pub const SERVER_RESTARTED: &str = "SERVER_RESTARTED";

@@ -1,0 +1,119 @@
+//! Acquire: one round trip, `ms <key> <len> ME T<secs> c` (store only if the key is free,
+//! return the item's CAS). The retry loop around it is lock-core's `acquire_with_retry`.
+//!
+//! Path: [`MemcachedLock::acquire_once`] -> `key::wire_key` -> `client::Cluster::server_for`
+//! -> `client::Endpoint::execute` -> `client::server::Server::execute` (policy) -> the meta
+//! or classic transport -> `client::codec` bytes on the wire.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commons::{Context, Error, ErrorKind, Result, codes};
+use lock_core::{Lease, RetryPolicy, acquire_with_retry};
+use tokio::time::Instant;
+
+use super::MemcachedLock;
+use super::cleanup::AcquireInFlight;
+use super::errors::{cas_disabled, unexpected};
+use super::lease::{HeldLease, fencing_token, gone_by, ttl_secs, validity};
+use crate::client::{Reply, Request, SetMode};
+use crate::key::wire_key;
+use crate::value::LockValue;
+
+impl MemcachedLock {
+    /// Acquire attempts until `timeout` (lock-core's retry helper: backoff with jitter, woken
+    /// early when this instance releases the key).
+    pub(super) async fn acquire_until(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<Lease> {
+        // No separate validation here: each attempt checks the key and ttl, and a bad one is a
+        // non-retryable error that ends the retry loop at its first attempt.
+        let policy = RetryPolicy::new(self.opened(ctx)?.config.retry_timeout);
+        acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || async {
+            Ok(self
+                .acquire_once(ctx, key, ttl)
+                .await?
+                .map(|held| held.to_lease(key)))
+        })
+        .await
+    }
+
+    /// One acquire attempt; on success the lease record as stored in the table.
+    pub(super) async fn acquire_once(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<HeldLease>> {
+        let opened = self.opened(ctx)?;
+        let config = &opened.config;
+        let secs = ttl_secs(ctx, ttl, config)?;
+        let wire = wire_key(ctx, key, config)?;
+        if self.leases.holds_valid(key) {
+            return Ok(None); // not reentrant, and no round trip needed to know it
+        }
+        self.leases.check_room(ctx, key, config.max_size)?;
+        let value: Arc<[u8]> = LockValue::encode_new(&self.holder, ctx.trace_id()).into();
+        let server = opened.cluster.server_for(&wire).clone();
+        let started = Instant::now();
+        let in_flight = AcquireInFlight::new(&server, &wire, &value, config.timeout);
+        let request = Request::Set {
+            key: wire.clone(),
+            data: value.clone(),
+            mode: SetMode::Add,
+            ttl_secs: secs,
+        };
+        let executed = match server.execute(ctx, request, false, None).await {
+            Ok(executed) => executed,
+            Err(e) => {
+                // Only a request that may have reached the server needs the cleanup.
+                if !matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Protocol) {
+                    in_flight.disarm();
+                }
+                return Err(e.with_detail("key", key));
+            }
+        };
+        match executed.reply {
+            Reply::Hd(flags) => {
+                in_flight.disarm();
+                let Some(cas) = flags.cas.filter(|&cas| cas != 0) else {
+                    // Stored, but it could not be released safely: left to expire.
+                    return Err(cas_disabled(ctx, &server));
+                };
+                let held = HeldLease {
+                    wire,
+                    cas,
+                    server,
+                    identity: executed.identity,
+                    fencing_token: fencing_token(executed.identity, cas),
+                    ttl,
+                    acquired_at: started,
+                    valid_until: started + validity(ttl, secs),
+                    gone_by: gone_by(secs),
+                    value,
+                };
+                self.leases.insert(key, held.clone());
+                Ok(Some(held))
+            }
+            Reply::Ns(_) => {
+                in_flight.disarm();
+                Ok(None)
+            }
+            Reply::ServerError(msg) => {
+                in_flight.disarm();
+                Err(Error::new(
+                    ErrorKind::Protocol,
+                    codes::SERVER_ERROR,
+                    format!("memcached at {} refused the lock: {msg}", server.address()),
+                )
+                .with_detail("key", key)
+                .with_context(ctx))
+            }
+            other => Err(unexpected(ctx, "ms", &other)),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Extend: one round trip, `ms <key> <len> C<cas> T<secs> c`, which renews the item only
+//! while it is this acquisition's (its CAS unchanged). Extending keeps the acquisition's
+//! fencing token: the holder did not change.
+
+use std::time::Duration;
+
+use commons::{Context, Result};
+use lock_core::Lease;
+use tokio::time::Instant;
+
+use super::MemcachedLock;
+use super::errors::{cas_disabled, unexpected};
+use super::lease::{HeldLease, ttl_secs};
+use crate::client::{Reply, Request, SetMode};
+use crate::codes::SERVER_RESTARTED;
+use crate::key::wire_key;
+
+impl MemcachedLock {
+    /// Extends this instance's lease on `key` to `ttl` from now; `None` when it holds none
+    /// (any more).
+    pub(super) async fn extend_once(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let opened = self.opened(ctx)?;
+        let secs = ttl_secs(ctx, ttl, &opened.config)?;
+        wire_key(ctx, key, &opened.config)?;
+        let Some(held) = self.leases.get(key) else {
+            return Ok(None);
+        };
+        let mut cas = held.cas;
+        for _ in 0..2 {
+            let started = Instant::now();
+            let request = Request::Set {
+                key: held.wire.clone(),
+                data: held.value.clone(),
+                mode: SetMode::Cas(cas),
+                ttl_secs: secs,
+            };
+            let executed = match held
+                .server
+                .execute(ctx, request, false, Some(held.identity))
+                .await
+            {
+                Ok(e) => e,
+                Err(e) if e.code() == SERVER_RESTARTED => {
+                    self.leases.forget(key, &held.value);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.with_detail("key", key)),
+            };
+            match executed.reply {
+                Reply::Hd(flags) => {
+                    let new_cas = flags
+                        .cas
+                        .filter(|c| *c != 0)
+                        .ok_or_else(|| cas_disabled(ctx, &held.server))?;
+                    let renewed = held.renewed(new_cas, ttl, secs, started);
+                    let lease = renewed.to_lease(key);
+                    self.leases.replace(key, &held, renewed);
+                    return Ok(Some(lease));
+                }
+                Reply::Ex(_) => {
+                    // Our recorded CAS may be stale after an earlier extend whose reply was
+                    // lost: the token in the value tells whether the item is still ours.
+                    match current_cas_if_ours(ctx, &held).await? {
+                        Some(current) if current != cas => cas = current,
+                        _ => {
+                            self.leases.forget(key, &held.value);
+                            return Ok(None);
+                        }
+                    }
+                }
+                Reply::Nf(_) | Reply::Ns(_) => {
+                    self.leases.forget(key, &held.value);
+                    return Ok(None);
+                }
+                other => return Err(unexpected(ctx, "ms", &other)),
+            }
+        }
+        self.leases.forget(key, &held.value);
+        Ok(None)
+    }
+}
+
+/// The item's current CAS when it still holds this acquisition's value.
+async fn current_cas_if_ours(ctx: &Context, held: &HeldLease) -> Result<Option<u64>> {
+    let got = held
+        .server
+        .execute(
+            ctx,
+            Request::Get {
+                key: held.wire.clone(),
+            },
+            true,
+            Some(held.identity),
+        )
+        .await;
+    match got {
+        Ok(e) => match e.reply {
+            Reply::Va { data, flags } if data.as_slice() == held.value.as_ref() => {
+                Ok(flags.cas.filter(|c| *c != 0))
+            }
+            _ => Ok(None),
+        },
+        Err(e) if e.code() == SERVER_RESTARTED => Ok(None),
+        Err(e) => Err(e),
+    }
+}

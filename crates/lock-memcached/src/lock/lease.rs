@@ -1,0 +1,212 @@
+//! What an instance remembers of each lock it holds, the table of those records, and the
+//! arithmetic of ttls and validity.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commons::{Context, Error, Result, codes};
+use dashmap::DashMap;
+use lock_core::Lease;
+use tokio::time::Instant;
+
+use crate::client::{Endpoint, ServerIdentity, WireKey};
+use crate::config::MemcachedLockConfig;
+use crate::value::LockValue;
+
+/// One second: memcached's clock granularity. A lease is trusted only until
+/// `start + ttl rounded up - 1 s`, because the server's coarse clock can expire an item up to
+/// a second early.
+const GRANULARITY: Duration = Duration::from_secs(1);
+
+/// A lease this instance holds, with what is needed to release or extend it safely.
+///
+/// Kept free of owned strings: the hot path clones and stores it once per acquisition.
+#[derive(Debug, Clone)]
+pub(super) struct HeldLease {
+    pub(super) wire: WireKey,
+    pub(super) cas: u64,
+    pub(super) server: Arc<Endpoint>,
+    pub(super) identity: ServerIdentity,
+    /// The stored value. It carries this acquisition's token, so the `Arc` itself
+    /// identifies the acquisition (compared with `Arc::ptr_eq`).
+    pub(super) value: Arc<[u8]>,
+    pub(super) fencing_token: u64,
+    pub(super) ttl: Duration,
+    pub(super) acquired_at: Instant,
+    pub(super) valid_until: Instant,
+    /// When memcached has certainly dropped the item: the reply's arrival plus the ttl in
+    /// whole seconds plus a second for its clock. Past it, the record only takes room.
+    pub(super) gone_by: Instant,
+}
+
+impl HeldLease {
+    pub(super) fn is_valid(&self) -> bool {
+        Instant::now() < self.valid_until
+    }
+
+    pub(super) fn same_acquisition(&self, value: &Arc<[u8]>) -> bool {
+        Arc::ptr_eq(&self.value, value)
+    }
+
+    /// The record after the item's ttl was set to `secs` (asked as `ttl`) by a request sent
+    /// at `started`, under the new `cas`.
+    pub(super) fn renewed(&self, cas: u64, ttl: Duration, secs: u32, started: Instant) -> Self {
+        HeldLease {
+            cas,
+            ttl,
+            acquired_at: started,
+            valid_until: started + validity(ttl, secs),
+            gone_by: gone_by(secs),
+            ..self.clone()
+        }
+    }
+
+    pub(super) fn to_lease(&self, key: &str) -> Lease {
+        Lease {
+            key: key.to_string(),
+            token: LockValue::token(&self.value).to_string(),
+            fencing_token: Some(self.fencing_token),
+            ttl: self.ttl,
+            acquired_at: self.acquired_at,
+            valid_until: self.valid_until,
+        }
+    }
+}
+
+/// The leases of one instance, by caller key.
+#[derive(Debug, Default)]
+pub(super) struct LeaseTable {
+    leases: DashMap<String, HeldLease>,
+}
+
+impl LeaseTable {
+    pub(super) fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<HeldLease> {
+        self.leases.get(key).map(|h| h.clone())
+    }
+
+    /// Whether this instance holds a still-valid lease on `key`.
+    pub(super) fn holds_valid(&self, key: &str) -> bool {
+        self.leases.get(key).is_some_and(|h| h.is_valid())
+    }
+
+    /// Whether `data` is the value of this instance's acquisition of `key`.
+    pub(super) fn holds_value(&self, key: &str, data: &[u8]) -> bool {
+        self.leases
+            .get(key)
+            .is_some_and(|h| h.value.as_ref() == data)
+    }
+
+    /// Refuses a new key when `max_size` leases are held, after dropping the records of
+    /// items memcached has certainly expired (locks left to expire must not fill the table
+    /// for good).
+    pub(super) fn check_room(&self, ctx: &Context, key: &str, max_size: usize) -> Result<()> {
+        if self.leases.len() < max_size || self.leases.contains_key(key) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        self.leases.retain(|_, h| h.gone_by > now);
+        if self.leases.len() < max_size || self.leases.contains_key(key) {
+            return Ok(());
+        }
+        Err(Error::bad_request(
+            crate::codes::TOO_MANY_LOCKS,
+            format!("this instance already holds {max_size} locks (options.max_size)"),
+        )
+        .with_detail("key", key)
+        .with_context(ctx))
+    }
+
+    pub(super) fn insert(&self, key: &str, held: HeldLease) {
+        self.leases.insert(key.to_string(), held);
+    }
+
+    /// Puts back a record taken out for a release that failed, unless a new acquisition
+    /// replaced it meanwhile.
+    pub(super) fn restore(&self, key: &str, held: HeldLease) {
+        self.leases.entry(key.to_string()).or_insert(held);
+    }
+
+    /// Replaces the record of the acquisition `held` (and only that one) with `renewed`.
+    pub(super) fn replace(&self, key: &str, held: &HeldLease, renewed: HeldLease) {
+        if let Some(mut entry) = self.leases.get_mut(key)
+            && entry.same_acquisition(&held.value)
+        {
+            *entry = renewed;
+        }
+    }
+
+    /// Takes out the record of `key`; with `token`, only when it is that acquisition's.
+    pub(super) fn take(&self, key: &str, token: Option<&str>) -> Option<HeldLease> {
+        match token {
+            None => self.leases.remove(key),
+            Some(token) => self
+                .leases
+                .remove_if(key, |_, h| LockValue::token(&h.value) == token),
+        }
+        .map(|(_, held)| held)
+    }
+
+    /// Forgets the acquisition whose value is `value` (a newer one of the key stays).
+    pub(super) fn forget(&self, key: &str, value: &Arc<[u8]>) {
+        self.leases.remove_if(key, |_, h| h.same_acquisition(value));
+    }
+
+    /// Takes out every record (at close).
+    pub(super) fn drain(&self) -> Vec<HeldLease> {
+        let held = self.leases.iter().map(|e| e.value().clone()).collect();
+        self.leases.clear();
+        held
+    }
+}
+
+/// The ttl in whole seconds as sent to memcached (rounded up: rounding down could turn a
+/// short ttl into 0, which means never expire), checked against `options.max_expiration`.
+pub(super) fn ttl_secs(ctx: &Context, ttl: Duration, config: &MemcachedLockConfig) -> Result<u32> {
+    if ttl.is_zero() {
+        return Err(
+            Error::bad_request(codes::BAD_TTL, "ttl must be greater than zero")
+                .with_detail("ttl_ms", ttl.as_millis())
+                .with_context(ctx),
+        );
+    }
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
+    if secs > config.max_expiration.as_secs() {
+        return Err(Error::bad_request(
+            codes::BAD_TTL,
+            format!(
+                "ttl of {} s exceeds options.max_expiration ({} s)",
+                secs,
+                config.max_expiration.as_secs()
+            ),
+        )
+        .with_detail("ttl_ms", ttl.as_millis())
+        .with_context(ctx));
+    }
+    Ok(secs as u32)
+}
+
+/// The fencing token of an acquisition: the boot epoch orders server lifetimes; within one,
+/// CAS values only grow. Valid while the CAS fits in 32 bits (docs/safety.md states the
+/// limits).
+pub(super) fn fencing_token(identity: ServerIdentity, cas: u64) -> u64 {
+    ((identity.boot_epoch.max(0) as u64) << 32) | (cas & 0xffff_ffff)
+}
+
+/// See [`HeldLease::gone_by`]; called when the reply has arrived.
+pub(super) fn gone_by(secs: u32) -> Instant {
+    Instant::now() + Duration::from_secs(u64::from(secs)) + GRANULARITY
+}
+
+/// How long a lease of `secs` whole seconds (asked as `ttl`) is trusted from the moment its
+/// request was sent.
+pub(super) fn validity(ttl: Duration, secs: u32) -> Duration {
+    Duration::from_secs(u64::from(secs))
+        .saturating_sub(GRANULARITY)
+        .min(ttl)
+}

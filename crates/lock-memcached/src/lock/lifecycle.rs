@@ -1,0 +1,155 @@
+//! Configure, set references, open and close: the component's life. Open resolves the
+//! servers (configuration or discovery), connects and probes each, and refuses a server that
+//! cannot do owner-checked locks (CAS disabled).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use commons::{
+    ConfigParams, Configurable, ConnectionResolver, Context, Error, ErrorKind, Openable,
+    Referenceable, References, Result, codes,
+};
+
+use super::errors::{cas_disabled, unexpected};
+use super::release::delete_held;
+use super::{MemcachedLock, Opened, lock, read, write};
+use crate::client::{Cluster, Endpoint, Request, SetMode, WireKey};
+use crate::config::MemcachedLockConfig;
+use crate::value::new_token;
+
+/// memcached's port when a connection names none.
+const DEFAULT_PORT: u16 = 11211;
+
+impl Configurable for MemcachedLock {
+    fn configure(&self, config: &ConfigParams) -> Result<()> {
+        let typed = MemcachedLockConfig::from_config(config)?;
+        // Validates the connection keys now (a bad uri fails here, not at open).
+        ConnectionResolver::from_config(config)?;
+        *write(&self.config) = typed;
+        *lock(&self.connection_config) = config.clone();
+        Ok(())
+    }
+}
+
+impl Referenceable for MemcachedLock {
+    fn set_references(&self, references: &References) -> Result<()> {
+        *lock(&self.references) = Some(references.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Openable for MemcachedLock {
+    fn is_open(&self) -> bool {
+        read(&self.opened).is_some()
+    }
+
+    async fn open(&self, ctx: &Context) -> Result<()> {
+        let _serial = self.open_in_progress.lock().await;
+        if self.is_open() {
+            return Ok(());
+        }
+        let config = self.config();
+        let opened = self.connect(ctx, &config).await?;
+        *write(&self.opened) = Some(Arc::new(opened));
+        Ok(())
+    }
+
+    async fn close(&self, ctx: &Context) -> Result<()> {
+        let _serial = self.open_in_progress.lock().await;
+        let Some(opened) = write(&self.opened).take() else {
+            return Ok(());
+        };
+        // Give held locks back (owner-checked) rather than leaving them to their ttl. One
+        // `options.timeout` bounds them all, so a dead server cannot stretch `close` to one
+        // timeout per held lock; what is not released by then expires with its ttl.
+        let held = self.leases.drain();
+        let _ = tokio::time::timeout(opened.config.timeout, async {
+            for h in &held {
+                let _ = delete_held(ctx, h).await;
+            }
+        })
+        .await;
+        opened.cluster.close().await;
+        Ok(())
+    }
+}
+
+impl MemcachedLock {
+    /// Resolves the servers, opens the cluster and checks that every server supports
+    /// owner-checked locks (CAS enabled).
+    async fn connect(&self, ctx: &Context, config: &MemcachedLockConfig) -> Result<Opened> {
+        let addresses = self.resolve_addresses(ctx).await?;
+        let cluster =
+            Cluster::connect(ctx, addresses, config.client_options(), config.protocol).await?;
+        for server in cluster.servers() {
+            if let Err(e) = probe_cas(ctx, server).await {
+                cluster.close().await;
+                return Err(e);
+            }
+        }
+        Ok(Opened {
+            cluster,
+            config: config.clone(),
+        })
+    }
+
+    /// "host:port" of every configured or discovered server, in the configured order.
+    async fn resolve_addresses(&self, ctx: &Context) -> Result<Vec<String>> {
+        let mut resolver = ConnectionResolver::from_config(&lock(&self.connection_config))?;
+        if let Some(refs) = lock(&self.references).as_ref() {
+            resolver.set_references(refs);
+        }
+        let connections = resolver.resolve_all(ctx).await?;
+        if connections.is_empty() {
+            return Err(commons::no_connection_error("MemcachedLock").with_context(ctx));
+        }
+        let mut addresses = Vec::with_capacity(connections.len());
+        for c in &connections {
+            let host = c.host().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    codes::NO_CONNECTION,
+                    "a memcached connection has no host (set connection.host, host or uri)",
+                )
+                .with_context(ctx)
+            })?;
+            let port = match c.port_raw() {
+                None => DEFAULT_PORT,
+                Some(raw) => c.port().filter(|p| *p != 0).ok_or_else(|| {
+                    Error::bad_config_value("port", raw, "a port number from 1 to 65535")
+                        .with_context(ctx)
+                })?,
+            };
+            addresses.push(commons::host_port(host, port));
+        }
+        Ok(addresses)
+    }
+}
+
+/// Stores and deletes a probe item to check that the server hands out CAS values.
+async fn probe_cas(ctx: &Context, server: &Arc<Endpoint>) -> Result<()> {
+    let key = WireKey::new_unchecked(format!("__lock_probe_{}", new_token()).into_bytes(), false);
+    let set = Request::Set {
+        key: key.clone(),
+        data: Arc::from(&b"probe"[..]),
+        mode: SetMode::Add,
+        ttl_secs: 2,
+    };
+    let executed = server.execute(ctx, set, false, None).await?;
+    match executed.reply {
+        crate::client::Reply::Hd(flags) => {
+            let cas = flags.cas.unwrap_or(0);
+            let del = Request::Delete { key, cas };
+            let _ = server
+                .execute(ctx, del, true, Some(executed.identity))
+                .await;
+            if cas == 0 {
+                Err(cas_disabled(ctx, server))
+            } else {
+                Ok(())
+            }
+        }
+        other => Err(unexpected(ctx, "ms (probe)", &other)),
+    }
+}

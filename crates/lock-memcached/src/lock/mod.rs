@@ -1,0 +1,213 @@
+//! `MemcachedLock`, the component. One file per operation, in the order a lock lives:
+//!
+//! - [`lifecycle`]: configure, set references, open (resolve, connect, probe CAS), close;
+//! - [`acquire`]: `ms ME` (the retry loop around it is lock-core's);
+//! - [`cleanup`]: an acquire whose outcome is unknown is undone by token;
+//! - [`extend`]: `ms C<cas>`;
+//! - [`release`]: `md C<cas>`;
+//! - [`inspect`]: `mg`, read only;
+//! - [`status`]: the servers' health, for operators;
+//! - [`lease`]: what is remembered of each held lock, and the ttl arithmetic;
+//! - [`errors`]: the lock layer's own errors.
+
+mod acquire;
+mod cleanup;
+mod errors;
+mod extend;
+mod inspect;
+mod lease;
+mod lifecycle;
+mod release;
+mod status;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commons::{ConfigParams, Configurable, Context, Error, Openable, References, Result};
+use lock_core::{Lease, LocalWaiters, Lock, LockInfo};
+
+use crate::client::Cluster;
+use crate::config::MemcachedLockConfig;
+use lease::LeaseTable;
+pub use status::ServerStatus;
+
+/// The opened state: the cluster and what the hot path needs, behind one `Arc`.
+#[derive(Debug)]
+struct Opened {
+    cluster: Cluster,
+    config: MemcachedLockConfig,
+}
+
+/// A distributed lock held in memcached, safe and pipelined.
+///
+/// * Acquire is one round trip: `ms <key> <len> ME T<secs> c` stores a per-acquisition token
+///   only if the key is free, and returns the item's CAS.
+/// * Release is one round trip: `md <key> C<cas>` deletes only this owner's item.
+/// * Extend is one round trip: `ms <key> <len> C<cas> T<secs> c`.
+///
+/// Each instance is an owner. Its leases live in a concurrent table; a lease taken from an
+/// earlier boot of a server is reported lost, never released by CAS (CAS values restart with
+/// the server). See `docs/safety.md` for what memcached cannot guarantee.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use commons::{ConfigParams, Configurable, Context, Openable};
+/// use lock_core::Lock;
+/// use lock_memcached::MemcachedLock;
+///
+/// # async fn run() -> commons::Result<()> {
+/// let lock = MemcachedLock::new();
+/// lock.configure(&ConfigParams::from_tuples([("host", "localhost"), ("port", "11211")]))?;
+/// let ctx = Context::with_trace_id("123");
+/// lock.open(&ctx).await?;
+/// if lock.try_acquire_lock(&ctx, "key1", Duration::from_millis(3000)).await? {
+///     // ... do the work that must not run twice ...
+///     lock.release_lock(&ctx, "key1").await?;
+/// }
+/// lock.close(&ctx).await?;
+/// # Ok(()) }
+/// ```
+pub struct MemcachedLock {
+    config: RwLock<MemcachedLockConfig>,
+    /// The connection part of the configuration, resolved at open (discovery may change).
+    connection_config: Mutex<ConfigParams>,
+    references: Mutex<Option<References>>,
+    opened: RwLock<Option<Arc<Opened>>>,
+    open_in_progress: tokio::sync::Mutex<()>,
+    leases: LeaseTable,
+    waiters: LocalWaiters,
+    holder: String,
+}
+
+impl fmt::Debug for MemcachedLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemcachedLock")
+            .field("open", &self.is_open())
+            .field("leases", &self.leases.len())
+            .finish()
+    }
+}
+
+impl Default for MemcachedLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemcachedLock {
+    /// A lock with the default configuration; call `configure` and `open` before use.
+    pub fn new() -> Self {
+        MemcachedLock {
+            config: RwLock::new(MemcachedLockConfig::default()),
+            connection_config: Mutex::new(ConfigParams::new()),
+            references: Mutex::new(None),
+            opened: RwLock::new(None),
+            open_in_progress: tokio::sync::Mutex::new(()),
+            leases: LeaseTable::default(),
+            waiters: LocalWaiters::new(),
+            holder: crate::value::holder_description(),
+        }
+    }
+
+    /// A lock configured from `config` (a convenience for `new` + `configure`).
+    pub fn from_config(config: &ConfigParams) -> Result<Self> {
+        let lock = Self::new();
+        lock.configure(config)?;
+        Ok(lock)
+    }
+
+    /// The typed configuration in force.
+    pub fn config(&self) -> MemcachedLockConfig {
+        read(&self.config).clone()
+    }
+
+    /// How many leases this instance holds (by its local table).
+    pub fn held_count(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// The addresses of the servers in use, once opened.
+    pub fn servers(&self) -> Vec<String> {
+        read(&self.opened)
+            .as_ref()
+            .map(|o| {
+                o.cluster
+                    .servers()
+                    .iter()
+                    .map(|s| s.address().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn opened(&self, ctx: &Context) -> Result<Arc<Opened>> {
+        read(&self.opened)
+            .clone()
+            .ok_or_else(|| Error::not_opened("MemcachedLock").with_context(ctx))
+    }
+}
+
+// Each operation lives in its own module; these only route to them.
+#[async_trait]
+impl Lock for MemcachedLock {
+    async fn try_acquire_lease(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        Ok(self
+            .acquire_once(ctx, key, ttl)
+            .await?
+            .map(|held| held.to_lease(key)))
+    }
+
+    // The plain calls skip building a `Lease` and one boxed future: they are the hot path.
+    async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+        Ok(self.acquire_once(ctx, key, ttl).await?.is_some())
+    }
+
+    async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
+        self.release_once(ctx, key, None).await.map(|_| ())
+    }
+
+    async fn acquire_lease(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<Lease> {
+        self.acquire_until(ctx, key, ttl, timeout).await
+    }
+
+    async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
+        self.release_once(ctx, key, None).await
+    }
+
+    async fn release_lease(&self, ctx: &Context, lease: &Lease) -> Result<bool> {
+        self.release_once(ctx, &lease.key, Some(&lease.token)).await
+    }
+
+    async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
+        self.extend_once(ctx, key, ttl).await
+    }
+
+    async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo> {
+        self.inspect_once(ctx, key).await
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

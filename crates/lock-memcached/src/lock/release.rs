@@ -1,0 +1,121 @@
+//! Release: one round trip, `md <key> C<cas>`, which deletes the item only while it is this
+//! acquisition's. A lease from an earlier boot of the server is never released by CAS.
+
+use commons::{Context, ErrorKind, Result};
+
+use super::MemcachedLock;
+use super::errors::unexpected;
+use super::lease::HeldLease;
+use crate::client::{Endpoint, Reply, Request, ServerIdentity, WireKey};
+use crate::codes::SERVER_RESTARTED;
+use crate::key::wire_key;
+
+impl MemcachedLock {
+    /// Releases this owner's lock on `key` (only the acquisition with `token`, when given);
+    /// whether it was deleted.
+    pub(super) async fn release_once(
+        &self,
+        ctx: &Context,
+        key: &str,
+        token: Option<&str>,
+    ) -> Result<bool> {
+        let opened = self.opened(ctx)?;
+        let Some(held) = self.leases.take(key, token) else {
+            // Only a valid key can be in the table: validate (and report) the others here,
+            // off the hot path.
+            wire_key(ctx, key, &opened.config)?;
+            return Ok(false);
+        };
+        match delete_held(ctx, &held).await {
+            Ok(deleted) => {
+                if deleted {
+                    self.waiters.notify_released(key);
+                }
+                Ok(deleted)
+            }
+            Err(e) => {
+                // Nothing is known to have changed: keep the lease so the caller can retry
+                // (unless a new acquisition replaced it meanwhile).
+                if e.kind() != ErrorKind::OutcomeUnknown {
+                    self.leases.restore(key, held);
+                }
+                Err(e.with_detail("key", key))
+            }
+        }
+    }
+}
+
+/// `md <key> C<cas>`; on `EX`, checks whether the item is still ours under a newer CAS (an
+/// extend whose reply was lost) and deletes that.
+pub(super) async fn delete_held(ctx: &Context, held: &HeldLease) -> Result<bool> {
+    let request = Request::Delete {
+        key: held.wire.clone(),
+        cas: held.cas,
+    };
+    let executed = match held
+        .server
+        .execute(ctx, request, true, Some(held.identity))
+        .await
+    {
+        Ok(e) => e,
+        // CAS values restarted with the server: never release by CAS. The lease is lost.
+        Err(e) if e.code() == SERVER_RESTARTED => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match executed.reply {
+        Reply::Hd(_) => Ok(true),
+        Reply::Nf(_) => Ok(false),
+        Reply::Ex(_) => {
+            delete_if_token(
+                ctx,
+                &held.server,
+                &held.wire,
+                &held.value,
+                Some(held.identity),
+            )
+            .await
+        }
+        other => Err(unexpected(ctx, "md", &other)),
+    }
+}
+
+/// Deletes the item at `wire` if its value is `value` (our token). Returns whether it did.
+pub(super) async fn delete_if_token(
+    ctx: &Context,
+    server: &Endpoint,
+    wire: &WireKey,
+    value: &[u8],
+    identity: Option<ServerIdentity>,
+) -> Result<bool> {
+    for _ in 0..3 {
+        let got = server
+            .execute(ctx, Request::Get { key: wire.clone() }, true, identity)
+            .await?;
+        let cas = match got.reply {
+            Reply::Va { data, flags } if data == value => match flags.cas {
+                Some(cas) if cas != 0 => cas,
+                _ => return Ok(false),
+            },
+            _ => return Ok(false),
+        };
+        let del = server
+            .execute(
+                ctx,
+                Request::Delete {
+                    key: wire.clone(),
+                    cas,
+                },
+                true,
+                Some(got.identity),
+            )
+            .await?;
+        match del.reply {
+            Reply::Hd(_) => return Ok(true),
+            Reply::Nf(_) => return Ok(false),
+            // Changed between the two requests (an in-flight extend of ours): look again.
+            Reply::Ex(_) => continue,
+            other => return Err(unexpected(ctx, "md", &other)),
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,70 @@
+//! Diagnostics: the health of every server, for operators.
+
+use commons::{Context, Result};
+
+use super::MemcachedLock;
+use crate::client::{Reply, Request};
+
+/// The health of one memcached server, from [`MemcachedLock::server_status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStatus {
+    /// `host:port`.
+    pub address: String,
+    /// The version it reported when last probed.
+    pub version: Option<String>,
+    /// Its process id (part of its identity).
+    pub pid: Option<u32>,
+    /// Its boot time, Unix seconds (`stats time - uptime`; part of its identity).
+    pub boot_epoch: Option<i64>,
+    /// Whether it is marked down after `options.failures` consecutive failures.
+    pub down: bool,
+    /// Open connections to it.
+    pub live_connections: usize,
+    /// How often a new connection found a different identity (a restart).
+    pub restarts_seen: u32,
+    /// Items evicted for memory since it started (any eviction may have taken a lock).
+    pub evictions: Option<u64>,
+    /// The error of the status request, when it failed.
+    pub error: Option<String>,
+    /// The protocol spoken to it: `"meta"` or `"classic"` (see `options.protocol`).
+    pub protocol: &'static str,
+}
+
+impl MemcachedLock {
+    /// The health of every server: identity, version, whether it is marked down, live
+    /// connections, and fresh `evictions` (locks can vanish under memory pressure: a growing
+    /// count is a warning). Servers that do not answer are reported with their error.
+    pub async fn server_status(&self, ctx: &Context) -> Result<Vec<ServerStatus>> {
+        let opened = self.opened(ctx)?;
+        let mut out = Vec::with_capacity(opened.cluster.servers().len());
+        for server in opened.cluster.servers() {
+            let health = server.health();
+            let mut status = ServerStatus {
+                address: server.address().to_string(),
+                version: health.version(),
+                pid: health.identity().map(|i| i.pid),
+                boot_epoch: health.identity().map(|i| i.boot_epoch),
+                down: health.is_down(),
+                live_connections: server.live_connections(),
+                restarts_seen: health.identity_changes(),
+                evictions: health.evictions(),
+                error: None,
+                protocol: server.protocol(),
+            };
+            match server.execute(ctx, Request::Stats, true, None).await {
+                Ok(executed) => {
+                    if let Reply::Stats(pairs) = executed.reply {
+                        status.evictions = pairs
+                            .iter()
+                            .find(|(k, _)| k == "evictions")
+                            .and_then(|(_, v)| v.parse().ok());
+                    }
+                }
+                Err(e) => status.error = Some(e.to_string()),
+            }
+            out.push(status);
+        }
+        Ok(out)
+    }
+}
