@@ -369,6 +369,25 @@ fn once(
     (fired, f)
 }
 
+/// Runs `op` (not yet started) with its `HD` reply rewritten by `with`: it must fail with
+/// PROTOCOL_ERROR, whatever the garbled reply seemed to say.
+async fn garbled_hd_is_a_protocol_error<T: std::fmt::Debug>(
+    proxy: &FaultProxy,
+    with: fn(&str) -> String,
+    op: impl Future<Output = commons::Result<T>>,
+) {
+    let (fired, rewriter) = once("HD", with);
+    proxy.set_reply_rewriter(Some(rewriter));
+    let err = op.await.expect_err("a garbled reply became a result");
+    assert!(fired.load(Ordering::SeqCst));
+    assert_eq!(
+        (err.kind(), err.code()),
+        (ErrorKind::Protocol, codes::PROTOCOL_ERROR),
+        "{err}"
+    );
+    proxy.set_reply_rewriter(None);
+}
+
 #[tokio::test]
 async fn malformed_replies_to_acquire_give_clear_errors_and_leave_no_lock() {
     let (server, proxy, lock) = behind_rewriting_proxy().await;
@@ -504,19 +523,8 @@ async fn malformed_replies_to_inspect_release_and_extend() {
     }
 
     // extend: a garbled reply is an error, never a success, and the lock stays ours.
-    let (fired, rewriter) = once("HD", |_| "NOPE\r\n".into());
-    proxy.set_reply_rewriter(Some(rewriter));
-    let err = lock
-        .extend_lock(&ctx, &key, Duration::from_secs(10))
-        .await
-        .expect_err("garbled extend");
-    assert!(fired.load(Ordering::SeqCst));
-    assert_eq!(
-        (err.kind(), err.code()),
-        (ErrorKind::Protocol, codes::PROTOCOL_ERROR),
-        "{err}"
-    );
-    proxy.set_reply_rewriter(None);
+    let extend = lock.extend_lock(&ctx, &key, Duration::from_secs(10));
+    garbled_hd_is_a_protocol_error(&proxy, |_| "NOPE\r\n".into(), extend).await;
     assert_eq!(raw_get(&server.address(), &key).as_ref(), Some(&stored));
     assert!(
         lock.extend_lock(&ctx, &key, Duration::from_secs(10))
@@ -525,19 +533,8 @@ async fn malformed_replies_to_inspect_release_and_extend() {
     );
 
     // release: rewrite HD into EN (wrong kind) -> an error, not "released".
-    let (fired, rewriter) = once("HD", |t| t.replacen("HD", "EN", 1));
-    proxy.set_reply_rewriter(Some(rewriter));
-    let err = lock
-        .release_owned(&ctx, &key)
-        .await
-        .expect_err("garbled release");
-    assert!(fired.load(Ordering::SeqCst));
-    assert_eq!(
-        (err.kind(), err.code()),
-        (ErrorKind::Protocol, codes::PROTOCOL_ERROR),
-        "{err}"
-    );
-    proxy.set_reply_rewriter(None);
+    let release = lock.release_owned(&ctx, &key);
+    garbled_hd_is_a_protocol_error(&proxy, |t| t.replacen("HD", "EN", 1), release).await;
     // The delete did reach the server; a retried release finds nothing of ours and deletes
     // nothing else.
     let _ = lock.release_owned(&ctx, &key).await;
