@@ -36,6 +36,18 @@ fn with_discovery(refs: &References, name: &str, config: &str) {
     );
 }
 
+/// The error of resolving `connection.discovery_key=cache` with one discovery that holds
+/// `discovered`.
+async fn discovered_error(discovered: &str, trace_id: &str) -> commons::Error {
+    let refs = References::new();
+    with_discovery(&refs, "d", discovered);
+    let mut r = resolver("connection.discovery_key=cache");
+    r.set_references(&refs);
+    r.resolve_all(&Context::with_trace_id(trace_id))
+        .await
+        .expect_err("resolving what discovery holds should fail")
+}
+
 #[tokio::test]
 async fn connection_section_is_one_connection() {
     let list = resolve("connection.host=h;connection.port=1234;connection.protocol=tcp").await;
@@ -290,14 +302,7 @@ async fn discovery_key_without_discovery_is_ref_error() {
 
 #[tokio::test]
 async fn unknown_discovery_key_is_a_config_error_naming_the_key() {
-    let refs = References::new();
-    with_discovery(&refs, "d", "other.host=h");
-    let mut r = resolver("connection.discovery_key=cache");
-    r.set_references(&refs);
-    let err = r
-        .resolve_all(&Context::with_trace_id("t-2"))
-        .await
-        .unwrap_err();
+    let err = discovered_error("other.host=h", "t-2").await;
     assert_eq!(err.kind(), ErrorKind::Config);
     assert_eq!(err.detail("discovery_key"), Some("cache"));
     assert!(err.to_string().contains("cache"));
@@ -349,14 +354,7 @@ async fn static_connections_come_before_discovered_ones_from_every_discovery() {
 
 #[tokio::test]
 async fn a_discovered_bad_port_is_a_config_error() {
-    let refs = References::new();
-    with_discovery(&refs, "d", "cache.host=h;cache.port=99999");
-    let mut r = resolver("connection.discovery_key=cache");
-    r.set_references(&refs);
-    let err = r
-        .resolve_all(&Context::with_trace_id("t"))
-        .await
-        .unwrap_err();
+    let err = discovered_error("cache.host=h;cache.port=99999", "t").await;
     assert_eq!(err.kind(), ErrorKind::Config);
     assert_eq!(err.detail("key"), Some("port"));
     assert_eq!(err.detail("value"), Some("99999"));

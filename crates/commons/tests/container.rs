@@ -89,11 +89,13 @@ fn recorder_factory(log: &Log) -> Arc<dyn Factory> {
     Arc::new(factory)
 }
 
-fn container_with(log: &Log, components: serde_json::Value) -> Container {
+/// A container of recorder `components` and the log they write to.
+fn container_with(components: serde_json::Value) -> (Log, Container) {
+    let log: Log = Arc::default();
     let mut c = Container::new();
-    c.add_factory(recorder_factory(log));
+    c.add_factory(recorder_factory(&log));
     c.read_config(&json!({ "components": components })).unwrap();
-    c
+    (log, c)
 }
 
 fn taken(log: &Log) -> Vec<String> {
@@ -110,8 +112,7 @@ fn three() -> serde_json::Value {
 
 #[tokio::test]
 async fn happy_path_configures_wires_then_opens_in_order_and_closes_in_reverse() {
-    let log: Log = Arc::default();
-    let container = container_with(&log, three());
+    let (log, container) = container_with(three());
     let ctx = Context::new();
     container.open(&ctx).await.unwrap();
     assert!(container.is_open());
@@ -166,11 +167,8 @@ async fn happy_path_configures_wires_then_opens_in_order_and_closes_in_reverse()
 
 #[tokio::test]
 async fn open_and_close_twice_are_no_ops_and_reopen_creates_fresh_components() {
-    let log: Log = Arc::default();
-    let container = container_with(
-        &log,
-        json!([{"descriptor": "test:recorder:a:one:1.0", "name": "a"}]),
-    );
+    let (log, container) =
+        container_with(json!([{"descriptor": "test:recorder:a:one:1.0", "name": "a"}]));
     let ctx = Context::new();
     container.open(&ctx).await.unwrap();
     container.open(&ctx).await.unwrap();
@@ -185,14 +183,10 @@ async fn open_and_close_twice_are_no_ops_and_reopen_creates_fresh_components() {
 
 #[tokio::test]
 async fn unknown_descriptor_fails_with_cannot_create_listing_known_ones() {
-    let log: Log = Arc::default();
-    let container = container_with(
-        &log,
-        json!([
-            {"descriptor": "test:recorder:a:one:1.0", "name": "a"},
-            {"descriptor": "pip-services:lock:nothing:default:1.0"}
-        ]),
-    );
+    let (log, container) = container_with(json!([
+        {"descriptor": "test:recorder:a:one:1.0", "name": "a"},
+        {"descriptor": "pip-services:lock:nothing:default:1.0"}
+    ]));
     let err = container
         .open(&Context::with_trace_id("boot"))
         .await
@@ -220,16 +214,12 @@ async fn unknown_descriptor_fails_with_cannot_create_listing_known_ones() {
 
 #[tokio::test]
 async fn failed_open_closes_the_opened_ones_in_reverse_and_unregisters_everything() {
-    let log: Log = Arc::default();
-    let container = container_with(
-        &log,
-        json!([
-            {"descriptor": "test:recorder:a:one:1.0", "name": "a"},
-            {"descriptor": "test:recorder:b:two:1.0", "name": "b"},
-            {"descriptor": "test:recorder:c:three:1.0", "name": "c", "fail": "open"},
-            {"descriptor": "test:recorder:d:four:1.0", "name": "d"}
-        ]),
-    );
+    let (log, container) = container_with(json!([
+        {"descriptor": "test:recorder:a:one:1.0", "name": "a"},
+        {"descriptor": "test:recorder:b:two:1.0", "name": "b"},
+        {"descriptor": "test:recorder:c:three:1.0", "name": "c", "fail": "open"},
+        {"descriptor": "test:recorder:d:four:1.0", "name": "d"}
+    ]));
     let err = container
         .open(&Context::with_trace_id("t"))
         .await
@@ -259,14 +249,10 @@ async fn failed_open_closes_the_opened_ones_in_reverse_and_unregisters_everythin
 
 #[tokio::test]
 async fn failed_configure_stops_before_anything_is_opened() {
-    let log: Log = Arc::default();
-    let container = container_with(
-        &log,
-        json!([
-            {"descriptor": "test:recorder:a:one:1.0", "name": "a"},
-            {"descriptor": "test:recorder:b:two:1.0", "name": "b", "fail": "configure"}
-        ]),
-    );
+    let (log, container) = container_with(json!([
+        {"descriptor": "test:recorder:a:one:1.0", "name": "a"},
+        {"descriptor": "test:recorder:b:two:1.0", "name": "b", "fail": "configure"}
+    ]));
     let err = container.open(&Context::new()).await.unwrap_err();
     assert_eq!(err.message(), "b failed at configure");
     assert_eq!(taken(&log), ["configure a", "configure b"]);
@@ -275,15 +261,11 @@ async fn failed_configure_stops_before_anything_is_opened() {
 
 #[tokio::test]
 async fn close_tries_every_component_and_returns_the_first_error() {
-    let log: Log = Arc::default();
-    let container = container_with(
-        &log,
-        json!([
-            {"descriptor": "test:recorder:a:one:1.0", "name": "a", "fail": "close"},
-            {"descriptor": "test:recorder:b:two:1.0", "name": "b"},
-            {"descriptor": "test:recorder:c:three:1.0", "name": "c", "fail": "close"}
-        ]),
-    );
+    let (log, container) = container_with(json!([
+        {"descriptor": "test:recorder:a:one:1.0", "name": "a", "fail": "close"},
+        {"descriptor": "test:recorder:b:two:1.0", "name": "b"},
+        {"descriptor": "test:recorder:c:three:1.0", "name": "c", "fail": "close"}
+    ]));
     container.open(&Context::new()).await.unwrap();
     taken(&log);
     let err = container
@@ -308,11 +290,8 @@ async fn close_tries_every_component_and_returns_the_first_error() {
 
 #[tokio::test]
 async fn newest_factory_wins() {
-    let log: Log = Arc::default();
-    let mut container = container_with(
-        &log,
-        json!([{"descriptor": "test:recorder:a:one:1.0", "name": "a"}]),
-    );
+    let (log, mut container) =
+        container_with(json!([{"descriptor": "test:recorder:a:one:1.0", "name": "a"}]));
     let mut newer = FactoryRegistry::new("newer");
     newer.register(Descriptor::new("test", "recorder", "a", "*", "*"), |_| {
         Ok(commons::Component::new(Arc::new("from newer factory")))

@@ -91,3 +91,42 @@ pub fn rss_kib() -> Option<u64> {
 pub fn open_fds() -> Option<usize> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
 }
+
+/// Splits command-line arguments `--name=N` (or a bare `N`, which names `seconds`) into
+/// names and whole numbers, each with the argument it came from (for error messages): the
+/// form every option of the chaos and soak binaries takes.
+///
+/// ```
+/// let args = ["12".to_string(), "--seed=7".to_string()];
+/// let flags = lock_chaos::numeric_flags(&args).unwrap();
+/// assert_eq!(flags, [("seconds", 12, "12"), ("seed", 7, "--seed=7")]);
+/// assert!(lock_chaos::numeric_flags(&["--seed=x".into()]).is_err());
+/// ```
+pub fn numeric_flags(args: &[String]) -> Result<Vec<(&str, u64, &str)>, String> {
+    args.iter()
+        .map(|a| {
+            let (k, v) = match a.strip_prefix("--").and_then(|a| a.split_once('=')) {
+                Some(kv) => kv,
+                None => ("seconds", a.as_str()),
+            };
+            let n: u64 = v.parse().map_err(|e| format!("{a}: {e}"))?;
+            Ok((k, n, a.as_str()))
+        })
+        .collect()
+}
+
+/// The binaries' two-thread runtime; a failure to build it ends the process with status 2
+/// (a setup error), after a line naming `program`.
+pub fn runtime_or_exit(program: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| exit_setup_error(&format!("{program}: runtime: {e}")))
+}
+
+/// Prints `message` and ends the process with status 2, the binaries' setup-error status.
+pub fn exit_setup_error(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(2)
+}

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::checker::{Fault, FaultKind, check, holder_from_json};
 use crate::resource::FencedResource;
 use crate::worker::WorkerArgs;
-use crate::{keys_for_servers, wall_ns};
+use crate::{keys_for_servers, numeric_flags, wall_ns};
 
 /// Options of a chaos run.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,12 +77,7 @@ impl ChaosOptions {
     /// ```
     pub fn parse(args: &[String], exe: PathBuf) -> Result<ChaosOptions, String> {
         let mut o = ChaosOptions::new(exe);
-        for a in args {
-            let (k, v) = match a.strip_prefix("--").and_then(|a| a.split_once('=')) {
-                Some(kv) => kv,
-                None => ("seconds", a.as_str()),
-            };
-            let n: u64 = v.parse().map_err(|e| format!("{a}: {e}"))?;
+        for (k, n, a) in numeric_flags(args)? {
             match k {
                 "seconds" => o.duration = Duration::from_secs(n),
                 "workers" => o.workers = n as usize,

@@ -13,7 +13,7 @@ use memcached_testkit::MemcachedServer;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::{open_fds, rss_kib};
+use crate::{numeric_flags, open_fds, rss_kib};
 
 /// Options of a soak.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,12 +41,7 @@ impl SoakOptions {
             interval: Duration::from_secs(10),
             tasks: 16,
         };
-        for a in args {
-            let (k, v) = match a.strip_prefix("--").and_then(|a| a.split_once('=')) {
-                Some(kv) => kv,
-                None => ("seconds", a.as_str()),
-            };
-            let n: u64 = v.parse().map_err(|e| format!("{a}: {e}"))?;
+        for (k, n, a) in numeric_flags(args)? {
             match k {
                 "seconds" => o.duration = Duration::from_secs(n),
                 "interval-ms" => o.interval = Duration::from_millis(n),

@@ -288,7 +288,8 @@ async fn run_task(
             guard: use_guard,
             ..Holder::default()
         };
-        if use_guard {
+        // The guard (when the holding uses one) and the lease, or the next attempt.
+        let got = if use_guard {
             let builder = LockGuard::builder(dyn_lock.clone(), key, args.ttl);
             let got = if waiting {
                 call(stats, wait + limit, builder.acquire(&ctx, wait))
@@ -297,59 +298,7 @@ async fn run_task(
             } else {
                 call(stats, limit, builder.try_acquire(&ctx)).await
             };
-            let guard = match got {
-                Some(Ok(Some(g))) => g,
-                Some(Ok(None)) => {
-                    stats.contended.fetch_add(1, Ordering::Relaxed);
-                    pause_between(&mut rng).await;
-                    continue;
-                }
-                Some(Err(e)) if e.code() == codes::LOCK_TIMEOUT => {
-                    stats.contended.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                _ => {
-                    pause_between(&mut rng).await;
-                    continue;
-                }
-            };
-            stats.acquisitions.fetch_add(1, Ordering::Relaxed);
-            holder.enter_ns = wall_ns();
-            let lease = guard.lease();
-            // The start of the attempt that succeeded (orders acquisitions of a key).
-            holder.acquire_start_ns = deadline_wall_ns(lease.acquired_at);
-            holder.fencing_token = lease.fencing_token;
-            sample_on_server(
-                &lock,
-                &ctx,
-                key,
-                &lease,
-                stats,
-                limit,
-                &mut rng,
-                &mut holder,
-            )
-            .await;
-            present(&mut resource, stats, &holder).await;
-            // Work in steps, stopping early once the guard is lost.
-            let work = Duration::from_millis(rng.random_range(50..1200));
-            let until = Instant::now() + work;
-            while Instant::now() < until && !guard.is_lost() {
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            if rng.random_bool(args.sleep_probability) {
-                holder.slept_inside_ms = sleep_inside(args, stats, &mut rng).await;
-            }
-            // A zombie-style write: fencing must refuse it if the lease is gone.
-            present(&mut resource, stats, &holder).await;
-            let exit = guard_exit(&guard).await;
-            holder.exit_ns = wall_ns();
-            holder.valid_at_exit = exit.valid;
-            holder.lost_signal = exit.lost_signal;
-            holder.lost_without_signal = exit.lost_without_signal;
-            holder.deadline_ns = exit.deadline_ns;
-            emit(&holder_to_json(&holder));
-            let _ = call(stats, limit, guard.release()).await;
+            got.map(|r| r.map(|g| g.map(|g| (g.lease(), Some(g)))))
         } else {
             let got = if waiting {
                 call(
@@ -362,49 +311,78 @@ async fn run_task(
             } else {
                 call(stats, limit, lock.try_acquire_lease(&ctx, key, args.ttl)).await
             };
-            let lease = match got {
-                Some(Ok(Some(l))) => l,
-                Some(Ok(None)) => {
-                    stats.contended.fetch_add(1, Ordering::Relaxed);
-                    pause_between(&mut rng).await;
-                    continue;
-                }
-                Some(Err(e)) if e.code() == codes::LOCK_TIMEOUT => {
-                    stats.contended.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                _ => {
-                    pause_between(&mut rng).await;
-                    continue;
-                }
-            };
-            stats.acquisitions.fetch_add(1, Ordering::Relaxed);
-            holder.enter_ns = wall_ns();
-            holder.acquire_start_ns = deadline_wall_ns(lease.acquired_at);
-            holder.fencing_token = lease.fencing_token;
-            sample_on_server(
-                &lock,
-                &ctx,
-                key,
-                &lease,
-                stats,
-                limit,
-                &mut rng,
-                &mut holder,
-            )
-            .await;
-            present(&mut resource, stats, &holder).await;
-            tokio::time::sleep(Duration::from_millis(rng.random_range(5..120))).await;
-            if rng.random_bool(args.sleep_probability) {
-                holder.slept_inside_ms = sleep_inside(args, stats, &mut rng).await;
+            got.map(|r| r.map(|l| l.map(|l| (l, None))))
+        };
+        let (lease, guard) = match got {
+            Some(Ok(Some(held))) => held,
+            Some(Ok(None)) => {
+                stats.contended.fetch_add(1, Ordering::Relaxed);
+                pause_between(&mut rng).await;
+                continue;
             }
-            present(&mut resource, stats, &holder).await;
-            holder.valid_at_exit = lease.is_valid();
-            holder.exit_ns = wall_ns();
-            holder.deadline_ns = deadline_wall_ns(lease.valid_until);
-            emit(&holder_to_json(&holder));
-            let _ = call(stats, limit, lock.release_owned(&ctx, key)).await;
+            Some(Err(e)) if e.code() == codes::LOCK_TIMEOUT => {
+                stats.contended.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            _ => {
+                pause_between(&mut rng).await;
+                continue;
+            }
+        };
+        stats.acquisitions.fetch_add(1, Ordering::Relaxed);
+        holder.enter_ns = wall_ns();
+        // The start of the attempt that succeeded (orders acquisitions of a key).
+        holder.acquire_start_ns = deadline_wall_ns(lease.acquired_at);
+        holder.fencing_token = lease.fencing_token;
+        sample_on_server(
+            &lock,
+            &ctx,
+            key,
+            &lease,
+            stats,
+            limit,
+            &mut rng,
+            &mut holder,
+        )
+        .await;
+        present(&mut resource, stats, &holder).await;
+        match &guard {
+            // Work in steps, stopping early once the guard is lost.
+            Some(guard) => {
+                let work = Duration::from_millis(rng.random_range(50..1200));
+                let until = Instant::now() + work;
+                while Instant::now() < until && !guard.is_lost() {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+            None => {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(5..120))).await;
+            }
         }
+        if rng.random_bool(args.sleep_probability) {
+            holder.slept_inside_ms = sleep_inside(args, stats, &mut rng).await;
+        }
+        // A zombie-style write: fencing must refuse it if the lease is gone.
+        present(&mut resource, stats, &holder).await;
+        let exit = match &guard {
+            Some(guard) => guard_exit(guard).await,
+            None => Exit {
+                valid: lease.is_valid(),
+                lost_signal: false,
+                lost_without_signal: false,
+                deadline_ns: deadline_wall_ns(lease.valid_until),
+            },
+        };
+        holder.exit_ns = wall_ns();
+        holder.valid_at_exit = exit.valid;
+        holder.lost_signal = exit.lost_signal;
+        holder.lost_without_signal = exit.lost_without_signal;
+        holder.deadline_ns = exit.deadline_ns;
+        emit(&holder_to_json(&holder));
+        let _ = match guard {
+            Some(guard) => call(stats, limit, guard.release()).await,
+            None => call(stats, limit, lock.release_owned(&ctx, key)).await,
+        };
         pause_between(&mut rng).await;
     }
     let _ = tokio::time::timeout(limit, lock.close(&Context::new())).await;

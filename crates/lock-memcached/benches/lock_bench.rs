@@ -379,26 +379,55 @@ impl std::fmt::Write for Fmt<'_> {
     }
 }
 
+/// The timing of a one-task scenario: an uncounted warm-up, then `secs` measured from the
+/// moment the warm-up ended (not from when it was due), so a slow last warm-up operation
+/// does not eat into the measured time.
+struct Window {
+    warm_end: Instant,
+    secs: Duration,
+    warming: bool,
+    /// When the measured part began (the scenario's start while still warming up).
+    start: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn new(s: &Settings) -> Window {
+        let warm_end = Instant::now() + s.warmup;
+        Window {
+            warm_end,
+            secs: s.secs,
+            warming: !s.warmup.is_zero(),
+            start: Instant::now(),
+            end: warm_end + s.secs,
+        }
+    }
+
+    /// Whether to run another operation; ends the warm-up when its time is up.
+    fn go_on(&mut self) -> bool {
+        let now = Instant::now();
+        if self.warming && now >= self.warm_end {
+            self.warming = false;
+            self.start = now;
+            self.end = now + self.secs;
+        }
+        self.warming || now < self.end
+    }
+
+    /// Whether the operation just done counts.
+    fn measuring(&self) -> bool {
+        !self.warming
+    }
+}
+
 async fn raw_seq(s: &Settings, server: &str) -> Res<Outcome> {
     let mut conn = RawConn::connect(server).await?;
     let mut keys = KeyGen::new("raw_seq", run_id(), 0);
     let mut wbuf = Vec::with_capacity(256);
     let mut latency = Samples::default();
     let mut ops = 0u64;
-    let warm_end = Instant::now() + s.warmup;
-    let mut start = Instant::now();
-    let mut end = warm_end + s.secs;
-    let mut warming = !s.warmup.is_zero();
-    loop {
-        let now = Instant::now();
-        if warming && now >= warm_end {
-            warming = false;
-            start = now;
-            end = now + s.secs;
-        }
-        if !warming && now >= end {
-            break;
-        }
+    let mut window = Window::new(s);
+    while window.go_on() {
         let key = keys.next().to_string();
         let t0 = Instant::now();
         wbuf.clear();
@@ -412,7 +441,7 @@ async fn raw_seq(s: &Settings, server: &str) -> Res<Outcome> {
         if reply != b"HD" {
             return Err(format!("md answered {:?}", String::from_utf8_lossy(&reply)).into());
         }
-        if !warming {
+        if window.measuring() {
             latency.push(t0.elapsed());
             ops += 1;
         }
@@ -424,7 +453,7 @@ async fn raw_seq(s: &Settings, server: &str) -> Res<Outcome> {
         conns: 1,
         in_flight: 1,
         ops,
-        elapsed: start.elapsed(),
+        elapsed: window.start.elapsed(),
         latency,
         handoff: None,
         errors: 0,
@@ -551,20 +580,8 @@ async fn lock_seq<L: Lock + ?Sized>(
     let mut latency = Samples::default();
     let mut ops = 0u64;
     let mut errors = 0u64;
-    let warm_end = Instant::now() + s.warmup;
-    let mut start = Instant::now();
-    let mut warming = !s.warmup.is_zero();
-    let mut end = warm_end + s.secs;
-    loop {
-        let now = Instant::now();
-        if warming && now >= warm_end {
-            warming = false;
-            start = now;
-            end = now + s.secs;
-        }
-        if !warming && now >= end {
-            break;
-        }
+    let mut window = Window::new(s);
+    while window.go_on() {
         let key = keys.next();
         let t0 = Instant::now();
         let ok = lock.try_acquire_lock(&ctx, key, TTL).await?;
@@ -573,7 +590,7 @@ async fn lock_seq<L: Lock + ?Sized>(
             errors += 1;
             continue;
         }
-        if !warming {
+        if window.measuring() {
             latency.push(t0.elapsed());
             ops += 1;
         }
@@ -585,7 +602,7 @@ async fn lock_seq<L: Lock + ?Sized>(
         conns: 0,
         in_flight: 1,
         ops,
-        elapsed: start.elapsed(),
+        elapsed: window.start.elapsed(),
         latency,
         handoff: None,
         errors,

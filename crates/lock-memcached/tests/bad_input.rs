@@ -3,10 +3,8 @@
 //! clear error of the right kind and code, never panic, and leave the lock state unchanged:
 //! checked with a raw `mg` straight to the server (not through the proxy) and `held_count()`.
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -15,61 +13,8 @@ use lock_core::{Lock, LockGuard};
 use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
-const TTL: Duration = Duration::from_secs(3);
-
-fn unique(name: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn config(address: &str, extra: &[(&str, &str)]) -> ConfigParams {
-    let (host, port) = address.rsplit_once(':').expect("host:port");
-    let mut c = ConfigParams::from_tuples([("connection.host", host), ("connection.port", port)]);
-    for (k, v) in extra {
-        c.set(*k, *v);
-    }
-    c
-}
-
-async fn opened(address: &str, extra: &[(&str, &str)]) -> MemcachedLock {
-    let lock = MemcachedLock::new();
-    lock.configure(&config(address, extra)).expect("configure");
-    lock.open(&Context::new()).await.expect("open");
-    lock
-}
-
-/// One raw request straight to the server; returns the first reply line (and the data line
-/// of a `VA`).
-fn raw(address: &str, request: &str) -> (String, Option<String>) {
-    let mut s = TcpStream::connect(address).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-    s.write_all(request.as_bytes()).expect("write");
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read");
-    let data = if line.starts_with("VA") {
-        let mut d = String::new();
-        r.read_line(&mut d).expect("read data");
-        Some(d.trim_end().to_string())
-    } else {
-        None
-    };
-    (line.trim_end().to_string(), data)
-}
-
-/// The stored value of a plain key, or `None` (`EN`).
-fn raw_get(address: &str, key: &str) -> Option<String> {
-    let (line, data) = raw(address, &format!("mg {key} v\r\n"));
-    assert!(
-        line.starts_with("VA") || line == "EN",
-        "raw mg {key}: {line}"
-    );
-    data
-}
+mod support;
+use support::{REFUSED_TTLS, TTL, open_lock, raw, raw_get, unique_key};
 
 fn curr_items(server: &MemcachedServer) -> u64 {
     server
@@ -98,7 +43,7 @@ async fn wait_gone(address: &str, key: &str) -> bool {
 #[tokio::test]
 async fn bad_keys_are_refused_by_every_operation_and_nothing_is_stored() {
     let server = MemcachedServer::start().unwrap();
-    let lock = opened(&server.address(), &[]).await;
+    let lock = open_lock(&server.address(), &[]).await;
     let ctx = Context::with_trace_id("bad-keys");
     let long = "k".repeat(251);
     let cases: &[(&str, &str)] = &[
@@ -143,7 +88,7 @@ async fn bad_keys_are_refused_by_every_operation_and_nothing_is_stored() {
 #[tokio::test]
 async fn any_name_works_with_base64_keys_and_is_stored_encoded() {
     let server = MemcachedServer::start().unwrap();
-    let lock = opened(&server.address(), &[("options.base64_keys", "true")]).await;
+    let lock = open_lock(&server.address(), &[("options.base64_keys", "true")]).await;
     let ctx = Context::new();
     for key in ["schlüssel", "a b", "a\r\nmn", "a\x01b", "日本語のキー"] {
         assert!(
@@ -178,15 +123,10 @@ async fn any_name_works_with_base64_keys_and_is_stored_encoded() {
 #[tokio::test]
 async fn bad_ttls_are_refused_and_short_ones_round_up() {
     let server = MemcachedServer::start().unwrap();
-    let lock = opened(&server.address(), &[]).await;
+    let lock = open_lock(&server.address(), &[]).await;
     let ctx = Context::new();
-    let refused = [
-        ("zero", Duration::ZERO),
-        ("30 days + 1 s", Duration::from_secs(2_592_001)),
-        ("max", Duration::MAX),
-    ];
-    for (name, ttl) in refused {
-        let key = unique("ttl");
+    for (name, ttl) in REFUSED_TTLS {
+        let key = unique_key("ttl");
         let err = lock.try_acquire_lock(&ctx, &key, ttl).await.unwrap_err();
         assert_eq!(
             (err.kind(), err.code()),
@@ -201,7 +141,7 @@ async fn bad_ttls_are_refused_and_short_ones_round_up() {
         assert_eq!(raw_get(&server.address(), &key), None, "{name}");
         // A guard refuses it too (its renew interval derives from the ttl).
         let err = LockGuard::try_acquire(
-            Arc::new(opened(&server.address(), &[]).await),
+            Arc::new(open_lock(&server.address(), &[]).await),
             &ctx,
             &key,
             ttl,
@@ -219,7 +159,7 @@ async fn bad_ttls_are_refused_and_short_ones_round_up() {
         ("1 ms", Duration::from_millis(1)),
         ("999 ms", Duration::from_millis(999)),
     ] {
-        let key = unique("short");
+        let key = unique_key("short");
         let lease = lock
             .try_acquire_lease(&ctx, &key, ttl)
             .await
@@ -244,19 +184,16 @@ async fn bad_ttls_are_refused_and_short_ones_round_up() {
     }
 
     // An extend with a bad ttl changes nothing: the lease and the item stay.
-    let key = unique("extend");
+    let key = unique_key("extend");
     assert!(lock.try_acquire_lock(&ctx, &key, TTL).await.unwrap());
     let held = lock.held_count();
     let stored = raw_get(&server.address(), &key);
-    for ttl in [
-        Duration::ZERO,
-        Duration::from_secs(2_592_001),
-        Duration::MAX,
-    ] {
+    for (name, ttl) in REFUSED_TTLS {
         let err = lock.extend_lock(&ctx, &key, ttl).await.unwrap_err();
         assert_eq!(
             (err.kind(), err.code()),
-            (ErrorKind::BadRequest, codes::BAD_TTL)
+            (ErrorKind::BadRequest, codes::BAD_TTL),
+            "{name}"
         );
     }
     assert_eq!(lock.held_count(), held);
@@ -270,12 +207,12 @@ async fn bad_ttls_are_refused_and_short_ones_round_up() {
 #[tokio::test]
 async fn zero_and_huge_acquire_timeouts() {
     let server = MemcachedServer::start().unwrap();
-    let a = Arc::new(opened(&server.address(), &[]).await);
-    let b = opened(&server.address(), &[]).await;
+    let a = Arc::new(open_lock(&server.address(), &[]).await);
+    let b = open_lock(&server.address(), &[]).await;
     let ctx = Context::new();
 
     // Zero: one attempt is still made, so a free key is taken...
-    let key = unique("zero");
+    let key = unique_key("zero");
     a.acquire_lock(&ctx, &key, TTL, Duration::ZERO)
         .await
         .unwrap();
@@ -297,7 +234,7 @@ async fn zero_and_huge_acquire_timeouts() {
     assert_eq!(b.held_count(), 0);
 
     // Huge: no overflow on a free key...
-    let free = unique("huge");
+    let free = unique_key("huge");
     b.acquire_lock(&ctx, &free, TTL, Duration::MAX)
         .await
         .unwrap();
@@ -321,7 +258,7 @@ async fn zero_and_huge_acquire_timeouts() {
     releaser.await.unwrap().unwrap();
     assert_eq!(b.held_count(), 2);
     // Guards too.
-    let key3 = unique("guard-huge");
+    let key3 = unique_key("guard-huge");
     let g = LockGuard::acquire(a.clone(), &ctx, &key3, TTL, Duration::MAX)
         .await
         .unwrap();
@@ -335,15 +272,27 @@ async fn zero_and_huge_acquire_timeouts() {
 async fn bad_configurations_fail_with_config_errors() {
     let server = MemcachedServer::start().unwrap();
     let port = server.port().to_string();
-    // (name, configuration, expected kind, expected code); configure OR open must fail.
-    type ConfigCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, ErrorKind, &'a str);
-    let cases: Vec<ConfigCase<'_>> = vec![
+    let host = ("connection.host", "127.0.0.1");
+    // (name, configuration): configure OR open must fail with BAD_CONFIG.
+    let bad_config: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("missing host", vec![("connection.port", &port)]),
+        ("port not a number", vec![host, ("connection.port", "abc")]),
+        ("port too big", vec![host, ("connection.port", "70000")]),
+        ("port zero", vec![host, ("connection.port", "0")]),
+        ("unknown option", vec![host, ("options.timout", "100")]),
         (
-            "missing host",
-            vec![("connection.port", &port)],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
+            "non-numeric option",
+            vec![host, ("options.timeout", "fast")],
         ),
+        ("negative option", vec![host, ("options.pool_size", "-1")]),
+        (
+            "non-boolean option",
+            vec![host, ("options.base64_keys", "maybe")],
+        ),
+        ("empty uri", vec![("connection.uri", "")]),
+        ("uri without host", vec![("connection.uri", "memcached://")]),
+    ];
+    let other_failures = [
         (
             "nothing at all",
             vec![],
@@ -351,78 +300,16 @@ async fn bad_configurations_fail_with_config_errors() {
             codes::NO_CONNECTION,
         ),
         (
-            "port not a number",
-            vec![("connection.host", "127.0.0.1"), ("connection.port", "abc")],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
-        (
-            "port too big",
-            vec![
-                ("connection.host", "127.0.0.1"),
-                ("connection.port", "70000"),
-            ],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
-        (
-            "port zero",
-            vec![("connection.host", "127.0.0.1"), ("connection.port", "0")],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
-        (
-            "unknown option",
-            vec![("connection.host", "127.0.0.1"), ("options.timout", "100")],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
-        (
-            "non-numeric option",
-            vec![
-                ("connection.host", "127.0.0.1"),
-                ("options.timeout", "fast"),
-            ],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
-        (
-            "negative option",
-            vec![
-                ("connection.host", "127.0.0.1"),
-                ("options.pool_size", "-1"),
-            ],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
-        (
-            "non-boolean option",
-            vec![
-                ("connection.host", "127.0.0.1"),
-                ("options.base64_keys", "maybe"),
-            ],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
-        (
             "discovery key without discovery",
             vec![("connection.discovery_key", "locks")],
             ErrorKind::Reference,
             codes::REF_ERROR,
         ),
-        (
-            "empty uri",
-            vec![("connection.uri", "")],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
-        (
-            "uri without host",
-            vec![("connection.uri", "memcached://")],
-            ErrorKind::Config,
-            codes::BAD_CONFIG,
-        ),
     ];
+    let cases = bad_config
+        .into_iter()
+        .map(|(name, pairs)| (name, pairs, ErrorKind::Config, codes::BAD_CONFIG))
+        .chain(other_failures);
     for (name, pairs, kind, code) in cases {
         let lock = MemcachedLock::new();
         let config = ConfigParams::from_tuples(pairs.iter().map(|(k, v)| (*k, *v)));
@@ -446,6 +333,23 @@ async fn bad_configurations_fail_with_config_errors() {
 // ---------------------------------------------------------------------------------------
 // Server replies
 
+/// A server, a fault proxy in front of it, and a lock through the proxy with short timeouts
+/// (a garbled reply fails fast and the lock reconnects soon after).
+async fn behind_rewriting_proxy() -> (MemcachedServer, FaultProxy, MemcachedLock) {
+    let server = MemcachedServer::start().unwrap();
+    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    let lock = open_lock(
+        &proxy.address(),
+        &[
+            ("options.timeout", "400"),
+            ("options.retry", "100"),
+            ("options.reconnect", "20"),
+        ],
+    )
+    .await;
+    (server, proxy, lock)
+}
+
 /// A rewriter that replaces the first reply chunk containing `needle` with `with(chunk)`,
 /// then lets everything through (so the owner-checked cleanup can run).
 fn once(
@@ -465,91 +369,67 @@ fn once(
     (fired, f)
 }
 
+/// Runs `op` (not yet started) with its `HD` reply rewritten by `with`: it must fail with
+/// PROTOCOL_ERROR, whatever the garbled reply seemed to say.
+async fn garbled_hd_is_a_protocol_error<T: std::fmt::Debug>(
+    proxy: &FaultProxy,
+    with: fn(&str) -> String,
+    op: impl Future<Output = commons::Result<T>>,
+) {
+    let (fired, rewriter) = once("HD", with);
+    proxy.set_reply_rewriter(Some(rewriter));
+    let err = op.await.expect_err("a garbled reply became a result");
+    assert!(fired.load(Ordering::SeqCst));
+    assert_eq!(
+        (err.kind(), err.code()),
+        (ErrorKind::Protocol, codes::PROTOCOL_ERROR),
+        "{err}"
+    );
+    proxy.set_reply_rewriter(None);
+}
+
 #[tokio::test]
 async fn malformed_replies_to_acquire_give_clear_errors_and_leave_no_lock() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
-    let lock = opened(
-        &proxy.address(),
-        &[
-            ("options.timeout", "400"),
-            ("options.retry", "100"),
-            ("options.reconnect", "20"),
-        ],
-    )
-    .await;
+    let (server, proxy, lock) = behind_rewriting_proxy().await;
     let ctx = Context::with_trace_id("replies");
-    type Case = (
-        &'static str,
-        &'static str,
-        fn(&str) -> String,
-        &'static [ErrorKind],
-    );
+    const PROTOCOL: &[ErrorKind] = &[ErrorKind::Protocol];
+    // (name, what the reply to the acquire's `HD` becomes, the error kinds it may give)
+    type Case = (&'static str, fn(&str) -> String, &'static [ErrorKind]);
     let cases: &[Case] = &[
-        (
-            "garbage",
-            "HD",
-            |_| "GARBAGE!\r\n".into(),
-            &[ErrorKind::Protocol],
-        ),
-        (
-            "binary junk",
-            "HD",
-            |_| "\u{1}\u{2}\u{3}\r\n".into(),
-            &[ErrorKind::Protocol],
-        ),
-        (
-            "truncated",
-            "HD",
-            |_| "HD c".into(),
-            &[ErrorKind::OutcomeUnknown],
-        ),
+        ("garbage", |_| "GARBAGE!\r\n".into(), PROTOCOL),
+        ("binary junk", |_| "\u{1}\u{2}\u{3}\r\n".into(), PROTOCOL),
+        ("truncated", |_| "HD c".into(), &[ErrorKind::OutcomeUnknown]),
         (
             "client error",
-            "HD",
             |_| "CLIENT_ERROR bad data chunk\r\n".into(),
-            &[ErrorKind::Protocol],
+            PROTOCOL,
         ),
         (
             "client error + error",
-            "HD",
             |_| "CLIENT_ERROR bad command line format\r\nERROR\r\n".into(),
-            &[ErrorKind::Protocol],
+            PROTOCOL,
         ),
-        (
-            "wrong kind HD->EN",
-            "HD",
-            |t| t.replacen("HD", "EN", 1),
-            &[ErrorKind::Protocol],
-        ),
+        ("wrong kind HD->EN", |t| t.replacen("HD", "EN", 1), PROTOCOL),
         (
             "wrong kind HD->VA",
-            "HD",
             |_| "VA 2 c9\r\nxx\r\n".into(),
-            &[ErrorKind::Protocol],
+            PROTOCOL,
         ),
         (
             "no cas",
-            "HD",
             |_| "HD\r\n".into(),
             &[ErrorKind::Protocol, ErrorKind::Unsupported],
         ),
-        (
-            "oversized VA",
-            "HD",
-            |_| "VA 99999999999 c1\r\n".into(),
-            &[ErrorKind::Protocol],
-        ),
+        ("oversized VA", |_| "VA 99999999999 c1\r\n".into(), PROTOCOL),
         (
             "server error",
-            "HD",
             |_| "SERVER_ERROR out of memory storing object\r\n".into(),
-            &[ErrorKind::Protocol],
+            PROTOCOL,
         ),
     ];
-    for (name, needle, with, kinds) in cases {
-        let key = unique("reply");
-        let (fired, rewriter) = once(needle, *with);
+    for (name, with, kinds) in cases {
+        let key = unique_key("reply");
+        let (fired, rewriter) = once("HD", *with);
         proxy.set_reply_rewriter(Some(rewriter));
         let result = tokio::time::timeout(
             Duration::from_secs(5),
@@ -585,7 +465,7 @@ async fn malformed_replies_to_acquire_give_clear_errors_and_leave_no_lock() {
         );
         proxy.set_reply_rewriter(None);
         // And the lock recovers: the next acquire works and is really on the server.
-        let next = unique("after");
+        let next = unique_key("after");
         assert!(
             lock.try_acquire_lock(&ctx, &next, TTL).await.unwrap(),
             "{name}"
@@ -597,19 +477,9 @@ async fn malformed_replies_to_acquire_give_clear_errors_and_leave_no_lock() {
 
 #[tokio::test]
 async fn malformed_replies_to_inspect_release_and_extend() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
-    let lock = opened(
-        &proxy.address(),
-        &[
-            ("options.timeout", "400"),
-            ("options.retry", "100"),
-            ("options.reconnect", "20"),
-        ],
-    )
-    .await;
+    let (server, proxy, lock) = behind_rewriting_proxy().await;
     let ctx = Context::new();
-    let key = unique("held");
+    let key = unique_key("held");
     assert!(
         lock.try_acquire_lock(&ctx, &key, Duration::from_secs(10))
             .await
@@ -617,60 +487,28 @@ async fn malformed_replies_to_inspect_release_and_extend() {
     );
     let stored = raw_get(&server.address(), &key).expect("stored");
 
-    // inspect: oversized, truncated data, wrong kind.
-    type Case = (
-        &'static str,
-        &'static str,
-        fn(&str) -> String,
-        ErrorKind,
-        &'static str,
-    );
+    // inspect: oversized, truncated data, wrong kind; (name, what its `VA` reply becomes).
+    type Case = (&'static str, fn(&str) -> String);
     let inspect: &[Case] = &[
-        (
-            "oversized VA",
-            "VA",
-            |_| "VA 99999999999 c1 t5\r\n".into(),
-            ErrorKind::Protocol,
-            codes::PROTOCOL_ERROR,
-        ),
-        (
-            "VA data too short",
-            "VA",
-            |_| "VA 50 c1 t5\r\nshort\r\n".into(),
-            ErrorKind::Protocol,
-            codes::PROTOCOL_ERROR,
-        ),
-        (
-            "VA not terminated",
-            "VA",
-            |_| "VA 3 c1 t5\r\nabcXY".into(),
-            ErrorKind::Protocol,
-            codes::PROTOCOL_ERROR,
-        ),
-        (
-            "VA->HD",
-            "VA",
-            |_| "HD\r\n".into(),
-            ErrorKind::Protocol,
-            codes::PROTOCOL_ERROR,
-        ),
-        (
-            "garbage",
-            "VA",
-            |_| "WHAT\r\n".into(),
-            ErrorKind::Protocol,
-            codes::PROTOCOL_ERROR,
-        ),
+        ("oversized VA", |_| "VA 99999999999 c1 t5\r\n".into()),
+        ("VA data too short", |_| "VA 50 c1 t5\r\nshort\r\n".into()),
+        ("VA not terminated", |_| "VA 3 c1 t5\r\nabcXY".into()),
+        ("VA->HD", |_| "HD\r\n".into()),
+        ("garbage", |_| "WHAT\r\n".into()),
     ];
-    for (name, needle, with, kind, code) in inspect {
-        let (fired, rewriter) = once(needle, *with);
+    for (name, with) in inspect {
+        let (fired, rewriter) = once("VA", *with);
         proxy.set_reply_rewriter(Some(rewriter));
         let err = tokio::time::timeout(Duration::from_secs(5), lock.inspect_lock(&ctx, &key))
             .await
             .unwrap_or_else(|_| panic!("{name}: hung"))
             .expect_err(name);
         assert!(fired.load(Ordering::SeqCst), "{name}: never fired");
-        assert_eq!((err.kind(), err.code()), (*kind, *code), "{name}: {err}");
+        assert_eq!(
+            (err.kind(), err.code()),
+            (ErrorKind::Protocol, codes::PROTOCOL_ERROR),
+            "{name}: {err}"
+        );
         proxy.set_reply_rewriter(None);
         assert_eq!(lock.held_count(), 1, "{name}");
         assert_eq!(
@@ -685,19 +523,8 @@ async fn malformed_replies_to_inspect_release_and_extend() {
     }
 
     // extend: a garbled reply is an error, never a success, and the lock stays ours.
-    let (fired, rewriter) = once("HD", |_| "NOPE\r\n".into());
-    proxy.set_reply_rewriter(Some(rewriter));
-    let err = lock
-        .extend_lock(&ctx, &key, Duration::from_secs(10))
-        .await
-        .expect_err("garbled extend");
-    assert!(fired.load(Ordering::SeqCst));
-    assert_eq!(
-        (err.kind(), err.code()),
-        (ErrorKind::Protocol, codes::PROTOCOL_ERROR),
-        "{err}"
-    );
-    proxy.set_reply_rewriter(None);
+    let extend = lock.extend_lock(&ctx, &key, Duration::from_secs(10));
+    garbled_hd_is_a_protocol_error(&proxy, |_| "NOPE\r\n".into(), extend).await;
     assert_eq!(raw_get(&server.address(), &key).as_ref(), Some(&stored));
     assert!(
         lock.extend_lock(&ctx, &key, Duration::from_secs(10))
@@ -706,19 +533,8 @@ async fn malformed_replies_to_inspect_release_and_extend() {
     );
 
     // release: rewrite HD into EN (wrong kind) -> an error, not "released".
-    let (fired, rewriter) = once("HD", |t| t.replacen("HD", "EN", 1));
-    proxy.set_reply_rewriter(Some(rewriter));
-    let err = lock
-        .release_owned(&ctx, &key)
-        .await
-        .expect_err("garbled release");
-    assert!(fired.load(Ordering::SeqCst));
-    assert_eq!(
-        (err.kind(), err.code()),
-        (ErrorKind::Protocol, codes::PROTOCOL_ERROR),
-        "{err}"
-    );
-    proxy.set_reply_rewriter(None);
+    let release = lock.release_owned(&ctx, &key);
+    garbled_hd_is_a_protocol_error(&proxy, |t| t.replacen("HD", "EN", 1), release).await;
     // The delete did reach the server; a retried release finds nothing of ours and deletes
     // nothing else.
     let _ = lock.release_owned(&ctx, &key).await;

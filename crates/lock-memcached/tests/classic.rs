@@ -9,57 +9,10 @@ use lock_core::Lock;
 use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
-fn config_for(address: &str, extra: &[(&str, &str)]) -> ConfigParams {
-    let (host, port) = address.rsplit_once(':').expect("host:port");
-    let mut c = ConfigParams::from_tuples([("connection.host", host), ("connection.port", port)]);
-    for (k, v) in extra {
-        c.set(*k, *v);
-    }
-    c
-}
-
-async fn open_lock(address: &str, extra: &[(&str, &str)]) -> MemcachedLock {
-    let lock = MemcachedLock::new();
-    lock.configure(&config_for(address, extra))
-        .expect("configure");
-    lock.open(&Context::new()).await.expect("open");
-    lock
-}
-
-async fn open_classic(address: &str, extra: &[(&str, &str)]) -> MemcachedLock {
-    let mut all = vec![("options.protocol", "classic")];
-    all.extend_from_slice(extra);
-    open_lock(address, &all).await
-}
-
-fn key(name: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    format!("{name}-{:x}", nanos ^ (n << 48))
-}
-
-/// A classic `get` straight to a server, bypassing the lock.
-fn raw_get(address: &str, k: &str) -> Option<String> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut s = std::net::TcpStream::connect(address).expect("connect");
-    s.write_all(format!("get {k}\r\n").as_bytes())
-        .expect("write");
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read");
-    if line == "END\r\n" {
-        return None;
-    }
-    assert!(line.starts_with("VALUE "), "unexpected {line:?}");
-    let mut data = String::new();
-    r.read_line(&mut data).expect("data");
-    Some(data.trim_end().to_string())
-}
+mod support;
+use support::{
+    TTL, acquire_within, config_for, host_and_port, open_classic, open_lock, raw_get, unique_key,
+};
 
 fn rewrite_version_to(old: &'static str) -> memcached_testkit::ReplyRewriter {
     Arc::new(move |chunk: &[u8]| {
@@ -69,15 +22,13 @@ fn rewrite_version_to(old: &'static str) -> memcached_testkit::ReplyRewriter {
     })
 }
 
-const TTL: Duration = Duration::from_secs(3);
-
 #[tokio::test]
 async fn classic_mode_acquires_releases_and_reports_its_protocol() {
     let server = MemcachedServer::start().expect("memcached");
     let a = open_classic(&server.address(), &[]).await;
     let b = open_classic(&server.address(), &[]).await;
     let ctx = Context::with_trace_id("classic");
-    let k = key("basic");
+    let k = unique_key("basic");
     let lease = a
         .try_acquire_lease(&ctx, &k, TTL)
         .await
@@ -137,25 +88,17 @@ async fn release_after_expiry_never_deletes_the_next_holders_lock() {
     let a = open_classic(&server.address(), &[]).await;
     let b = open_classic(&server.address(), &[]).await;
     let ctx = Context::new();
-    let k = key("stale");
+    let k = unique_key("stale");
     assert!(
         a.try_acquire_lock(&ctx, &k, Duration::from_secs(1))
             .await
             .expect("a")
     );
     // Wait until memcached expired a's item (its clock ticks once a second).
-    let mut b_got_it = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if b.try_acquire_lock(&ctx, &k, Duration::from_secs(10))
-            .await
-            .expect("b")
-        {
-            b_got_it = true;
-            break;
-        }
-    }
-    assert!(b_got_it, "a's lock never expired");
+    assert!(
+        acquire_within(&b, &ctx, &k, Duration::from_secs(10), 40).await,
+        "a's lock never expired"
+    );
     let held_by_b = raw_get(&server.address(), &k).expect("b's item");
     // a's stale release and extend race b's extend: b's item survives all of them.
     let (ra, ea, eb) = tokio::join!(
@@ -183,7 +126,7 @@ async fn release_races_with_acquirers_never_free_someone_elses_lock() {
         }
         v
     };
-    let k = key("race");
+    let k = unique_key("race");
     let holders = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for (i, owner) in owners.iter().enumerate() {
@@ -244,7 +187,7 @@ async fn a_timed_out_acquire_never_leads_to_a_wrong_result_on_the_pool() {
     )
     .await;
     let ctx = Context::new();
-    let held = key("held");
+    let held = unique_key("held");
     assert!(
         other
             .try_acquire_lock(&ctx, &held, Duration::from_secs(30))
@@ -253,7 +196,7 @@ async fn a_timed_out_acquire_never_leads_to_a_wrong_result_on_the_pool() {
     );
 
     for fault in ["delay", "stall"] {
-        let free = key("free");
+        let free = unique_key("free");
         match fault {
             "delay" => proxy.set_delay(Duration::from_millis(700)),
             _ => proxy.stall(),
@@ -280,7 +223,7 @@ async fn a_timed_out_acquire_never_leads_to_a_wrong_result_on_the_pool() {
                 .held_by_me,
             "{fault}"
         );
-        let next = key("next");
+        let next = unique_key("next");
         assert!(
             a.try_acquire_lock(&ctx, &next, TTL).await.expect("next"),
             "{fault}"
@@ -307,7 +250,7 @@ async fn auto_picks_classic_for_an_old_server_and_meta_otherwise() {
     let status = old.server_status(&ctx).await.expect("status");
     assert_eq!(status[0].protocol, "classic");
     assert_eq!(status[0].version.as_deref(), Some("1.5.22"));
-    let k = key("auto");
+    let k = unique_key("auto");
     assert!(old.try_acquire_lock(&ctx, &k, TTL).await.expect("acquire"));
     assert!(old.release_owned(&ctx, &k).await.expect("release"));
 
@@ -350,16 +293,9 @@ async fn mixed_cluster_speaks_each_servers_protocol() {
         .await
         .expect("proxy");
     proxy.set_reply_rewriter(Some(rewrite_version_to("1.4.39")));
-    let (h1, p1) = proxy
-        .address()
-        .rsplit_once(':')
-        .map(|(h, p)| (h.to_string(), p.to_string()))
-        .expect("addr");
-    let (h2, p2) = new_server
-        .address()
-        .rsplit_once(':')
-        .map(|(h, p)| (h.to_string(), p.to_string()))
-        .expect("addr");
+    let (old_address, new_address) = (proxy.address(), new_server.address());
+    let (h1, p1) = host_and_port(&old_address);
+    let (h2, p2) = host_and_port(&new_address);
     let lock = MemcachedLock::new();
     lock.configure(&ConfigParams::from_tuples([
         ("connections.old.host", h1),
@@ -380,7 +316,7 @@ async fn mixed_cluster_speaks_each_servers_protocol() {
     protocols.sort_unstable();
     assert_eq!(protocols, ["classic", "meta"]);
     for i in 0..20 {
-        let k = key(&format!("mixed{i}"));
+        let k = unique_key(&format!("mixed{i}"));
         assert!(lock.try_acquire_lock(&ctx, &k, TTL).await.expect("acquire"));
         assert!(!lock.try_acquire_lock(&ctx, &k, TTL).await.expect("again"));
         assert!(lock.release_owned(&ctx, &k).await.expect("release"));

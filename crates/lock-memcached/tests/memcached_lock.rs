@@ -11,57 +11,8 @@ use lock_core::Lock;
 use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
-fn config_for(address: &str, extra: &[(&str, &str)]) -> ConfigParams {
-    let (host, port) = address.rsplit_once(':').unwrap();
-    let mut c = ConfigParams::from_tuples([("connection.host", host), ("connection.port", port)]);
-    for (k, v) in extra {
-        c.set(*k, *v);
-    }
-    c
-}
-
-async fn open_lock(address: &str, extra: &[(&str, &str)]) -> MemcachedLock {
-    let lock = MemcachedLock::new();
-    lock.configure(&config_for(address, extra)).unwrap();
-    lock.open(&Context::new()).await.unwrap();
-    lock
-}
-
-fn key(name: &str) -> String {
-    format!("{name}-{:x}", rand_suffix())
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    (SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64)
-        ^ (n << 48)
-}
-
-/// Raw `mg` straight to a server, bypassing the lock (to check what is really stored).
-fn raw_get(address: &str, wire_key: &str) -> Option<String> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut s = std::net::TcpStream::connect(address).unwrap();
-    s.write_all(format!("mg {wire_key} v\r\n").as_bytes())
-        .unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    if line.starts_with("VA") {
-        let mut data = String::new();
-        r.read_line(&mut data).unwrap();
-        Some(data.trim_end().to_string())
-    } else {
-        assert!(line.starts_with("EN"), "unexpected {line:?}");
-        None
-    }
-}
-
-const TTL: Duration = Duration::from_secs(3);
+mod support;
+use support::{REFUSED_TTLS, TTL, acquire_within, config_for, open_lock, raw_get, unique_key};
 
 #[tokio::test]
 async fn original_documented_example_with_top_level_host_and_port() {
@@ -115,22 +66,17 @@ async fn stale_holder_cannot_release_the_next_holders_lock() {
     let a = open_lock(&server.address(), &[]).await;
     let b = open_lock(&server.address(), &[]).await;
     let ctx = Context::new();
-    let k = key("stale");
+    let k = unique_key("stale");
     assert!(
         a.try_acquire_lock(&ctx, &k, Duration::from_secs(1))
             .await
             .unwrap()
     );
     // Wait until memcached expired a's item, then b takes the key.
-    let mut taken = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if b.try_acquire_lock(&ctx, &k, TTL).await.unwrap() {
-            taken = true;
-            break;
-        }
-    }
-    assert!(taken, "b never got the key after a's ttl");
+    assert!(
+        acquire_within(&b, &ctx, &k, TTL, 40).await,
+        "b never got the key after a's ttl"
+    );
     // a still believes it may hold the key: its release must not delete b's lock.
     assert!(!a.release_owned(&ctx, &k).await.unwrap());
     assert!(
@@ -149,7 +95,7 @@ async fn non_owner_release_and_extend_change_nothing() {
     let a = open_lock(&server.address(), &[]).await;
     let b = open_lock(&server.address(), &[]).await;
     let ctx = Context::new();
-    let k = key("owner");
+    let k = unique_key("owner");
     assert!(a.try_acquire_lock(&ctx, &k, TTL).await.unwrap());
     let before = raw_get(&server.address(), &k);
     assert!(!b.release_owned(&ctx, &k).await.unwrap());
@@ -167,7 +113,7 @@ async fn extend_keeps_the_lock_past_its_first_ttl() {
     let a = open_lock(&server.address(), &[]).await;
     let b = open_lock(&server.address(), &[]).await;
     let ctx = Context::new();
-    let k = key("extend");
+    let k = unique_key("extend");
     let lease = a
         .try_acquire_lease(&ctx, &k, Duration::from_secs(2))
         .await
@@ -194,7 +140,7 @@ async fn ttls_are_rounded_up_and_bounded() {
     let a = open_lock(&server.address(), &[]).await;
     let ctx = Context::new();
     // 1 ms rounds up to 1 s: the item exists (T0 would mean never expire), then expires.
-    let k = key("subsecond");
+    let k = unique_key("subsecond");
     assert!(
         a.try_acquire_lock(&ctx, &k, Duration::from_millis(1))
             .await
@@ -209,20 +155,16 @@ async fn ttls_are_rounded_up_and_bounded() {
         "a 1 ms lock never expired"
     );
 
-    for bad in [
-        Duration::ZERO,
-        Duration::from_secs(2_592_001),
-        Duration::MAX,
-    ] {
+    for (_, bad) in REFUSED_TTLS {
         let err = a
-            .try_acquire_lock(&ctx, &key("bad"), bad)
+            .try_acquire_lock(&ctx, &unique_key("bad"), bad)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BadRequest, "{bad:?}");
         assert_eq!(err.code(), codes::BAD_TTL);
     }
     // Exactly 30 days is allowed.
-    let k = key("30d");
+    let k = unique_key("30d");
     assert!(
         a.try_acquire_lock(&ctx, &k, Duration::from_secs(2_592_000))
             .await
@@ -240,7 +182,7 @@ async fn a_newline_in_a_key_cannot_inject_a_command() {
     let server = MemcachedServer::start().unwrap();
     let a = open_lock(&server.address(), &[]).await;
     let ctx = Context::new();
-    let victim = key("victim");
+    let victim = unique_key("victim");
     assert!(a.try_acquire_lock(&ctx, &victim, TTL).await.unwrap());
     let evil = format!("x 1 T0\r\nmd {victim}\r\nmn");
     let err = a.try_acquire_lock(&ctx, &evil, TTL).await.unwrap_err();
@@ -270,7 +212,7 @@ async fn base64_keys_and_prefix_allow_any_name() {
     )
     .await;
     let ctx = Context::new();
-    let name = format!("Zählwerk für Aufträge {}", rand_suffix());
+    let name = unique_key("Zählwerk für Aufträge");
     assert!(a.try_acquire_lock(&ctx, &name, TTL).await.unwrap());
     assert!(!b.try_acquire_lock(&ctx, &name, TTL).await.unwrap());
     assert!(a.release_owned(&ctx, &name).await.unwrap());
@@ -303,7 +245,7 @@ async fn connections_resolve_through_discovery() {
     lock.open(&Context::new()).await.unwrap();
     assert_eq!(lock.servers(), vec![server.address()]);
     assert!(
-        lock.try_acquire_lock(&Context::new(), &key("disc"), TTL)
+        lock.try_acquire_lock(&Context::new(), &unique_key("disc"), TTL)
             .await
             .unwrap()
     );
@@ -344,7 +286,7 @@ async fn keys_spread_over_several_servers_and_live_where_picked() {
         let ctx = Context::new();
         let mut per_server = [0usize; 3];
         for i in 0..60 {
-            let k = key(&format!("spread{i}"));
+            let k = unique_key(&format!("spread{i}"));
             assert!(lock.try_acquire_lock(&ctx, &k, TTL).await.unwrap());
             let holders: Vec<usize> = (0..3)
                 .filter(|&s| raw_get(&servers[s].address(), &k).is_some())
@@ -372,7 +314,7 @@ async fn modula_matches_the_go_clients_crc32_choice() {
     .unwrap();
     lock.open(&Context::new()).await.unwrap();
     for i in 0..30 {
-        let k = key(&format!("crc{i}"));
+        let k = unique_key(&format!("crc{i}"));
         assert!(
             lock.try_acquire_lock(&Context::new(), &k, TTL)
                 .await
@@ -399,7 +341,7 @@ async fn killed_server_gives_errors_within_the_timeout_never_a_false_acquire() {
     for i in 0..5 {
         let r = tokio::time::timeout(
             Duration::from_secs(5),
-            a.try_acquire_lock(&ctx, &key(&format!("dead{i}")), TTL),
+            a.try_acquire_lock(&ctx, &unique_key(&format!("dead{i}")), TTL),
         )
         .await
         .expect("operation hung past its timeout");
@@ -412,7 +354,7 @@ async fn paused_server_times_out_and_recovers() {
     let server = MemcachedServer::start().unwrap();
     let a = open_lock(&server.address(), &[("options.timeout", "300")]).await;
     let ctx = Context::new();
-    let k = key("paused");
+    let k = unique_key("paused");
     server.pause();
     let r = tokio::time::timeout(Duration::from_secs(5), a.try_acquire_lock(&ctx, &k, TTL))
         .await
@@ -427,16 +369,15 @@ async fn paused_server_times_out_and_recovers() {
     // next acquire finds the key free once it runs). Either way, within a few seconds the key
     // is acquirable again by someone else, and never reported acquired by a stale answer.
     let b = open_lock(&server.address(), &[]).await;
-    let mut ok = false;
-    for _ in 0..50 {
-        if b.try_acquire_lock(&ctx, &k, TTL).await.unwrap() {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "the key stayed taken after an unknown-outcome acquire");
-    assert!(a.try_acquire_lock(&ctx, &key("after"), TTL).await.unwrap());
+    assert!(
+        acquire_within(&b, &ctx, &k, TTL, 50).await,
+        "the key stayed taken after an unknown-outcome acquire"
+    );
+    assert!(
+        a.try_acquire_lock(&ctx, &unique_key("after"), TTL)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -448,7 +389,7 @@ async fn restarted_server_loses_old_leases_and_takes_new_ones() {
     )
     .await;
     let ctx = Context::new();
-    let k = key("restart");
+    let k = unique_key("restart");
     let old = a
         .try_acquire_lease(&ctx, &k, Duration::from_secs(30))
         .await
@@ -479,7 +420,7 @@ async fn restarted_server_loses_old_leases_and_takes_new_ones() {
         "a stale lease deleted b's lock"
     );
     let fresh = loop {
-        match a.try_acquire_lease(&ctx, &key("fresh"), TTL).await {
+        match a.try_acquire_lease(&ctx, &unique_key("fresh"), TTL).await {
             Ok(Some(l)) => break l,
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -510,7 +451,7 @@ async fn connection_reset_through_the_proxy_recovers() {
     )
     .await;
     let ctx = Context::new();
-    let k = key("reset");
+    let k = unique_key("reset");
     assert!(a.try_acquire_lock(&ctx, &k, TTL).await.unwrap());
     proxy.reset_all();
     // The broken connections are replaced; release (safe to retry) works again soon.
@@ -535,7 +476,7 @@ async fn cancelled_acquire_leaves_no_orphan_lock() {
     let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
     let a = Arc::new(open_lock(&proxy.address(), &[]).await);
     let ctx = Context::new();
-    let k = key("cancel");
+    let k = unique_key("cancel");
     proxy.set_delay(Duration::from_millis(300));
     // Drop the acquire while its reply is delayed: the item is stored, the caller never learns.
     let r = tokio::time::timeout(
@@ -567,7 +508,7 @@ async fn many_tasks_share_one_pool_and_replies_never_cross() {
         tasks.push(tokio::spawn(async move {
             let ctx = Context::new();
             for i in 0..50 {
-                let k = format!("cross-{t}-{i}-{}", rand_suffix());
+                let k = unique_key(&format!("cross-{t}-{i}"));
                 let lease = lock
                     .try_acquire_lease(&ctx, &k, TTL)
                     .await
@@ -628,13 +569,17 @@ async fn max_size_bounds_the_lease_table_and_expired_leases_make_room() {
     let ctx = Context::new();
     for i in 0..3 {
         assert!(
-            a.try_acquire_lock(&ctx, &key(&format!("max{i}")), Duration::from_secs(1))
-                .await
-                .unwrap()
+            a.try_acquire_lock(
+                &ctx,
+                &unique_key(&format!("max{i}")),
+                Duration::from_secs(1)
+            )
+            .await
+            .unwrap()
         );
     }
     let err = a
-        .try_acquire_lock(&ctx, &key("max3"), TTL)
+        .try_acquire_lock(&ctx, &unique_key("max3"), TTL)
         .await
         .unwrap_err();
     assert_eq!(err.code(), lock_memcached::codes::TOO_MANY_LOCKS);
@@ -642,7 +587,11 @@ async fn max_size_bounds_the_lease_table_and_expired_leases_make_room() {
     // Left to expire (never released): once memcached has certainly dropped them (ttl rounded
     // up + 1 s after the reply, not + options.timeout, 5 s here), they no longer count.
     tokio::time::sleep(Duration::from_millis(2400)).await;
-    assert!(a.try_acquire_lock(&ctx, &key("max4"), TTL).await.unwrap());
+    assert!(
+        a.try_acquire_lock(&ctx, &unique_key("max4"), TTL)
+            .await
+            .unwrap()
+    );
     assert_eq!(a.held_count(), 1);
 }
 
@@ -651,7 +600,7 @@ async fn a_stale_lease_of_the_same_instance_cannot_release_its_newer_acquisition
     let server = MemcachedServer::start().unwrap();
     let a = open_lock(&server.address(), &[]).await;
     let ctx = Context::new();
-    let k = key("same-owner");
+    let k = unique_key("same-owner");
     let old = a
         .try_acquire_lease(&ctx, &k, Duration::from_secs(1))
         .await
@@ -678,7 +627,7 @@ async fn close_releases_held_locks_and_is_bounded_when_the_server_is_gone() {
     let server = MemcachedServer::start().unwrap();
     let ctx = Context::new();
     let a = open_lock(&server.address(), &[]).await;
-    let k = key("close");
+    let k = unique_key("close");
     assert!(
         a.try_acquire_lock(&ctx, &k, Duration::from_secs(30))
             .await
@@ -699,9 +648,13 @@ async fn close_releases_held_locks_and_is_bounded_when_the_server_is_gone() {
     .await;
     for i in 0..20 {
         assert!(
-            b.try_acquire_lock(&ctx, &key(&format!("close{i}")), Duration::from_secs(30))
-                .await
-                .unwrap()
+            b.try_acquire_lock(
+                &ctx,
+                &unique_key(&format!("close{i}")),
+                Duration::from_secs(30)
+            )
+            .await
+            .unwrap()
         );
     }
     server.pause();

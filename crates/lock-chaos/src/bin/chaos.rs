@@ -5,20 +5,11 @@
 
 use lock_chaos::orchestrator::{ChaosOptions, run_chaos};
 use lock_chaos::worker::{WorkerArgs, run_worker};
+use lock_chaos::{exit_setup_error, runtime_or_exit};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("chaos: runtime: {e}");
-            std::process::exit(2);
-        }
-    };
+    let runtime = runtime_or_exit("chaos");
     if args.first().map(String::as_str) == Some("--worker") {
         let code = match WorkerArgs::parse(&args[1..]) {
             Ok(w) => runtime.block_on(run_worker(w)),
@@ -29,20 +20,10 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("chaos: cannot find own executable: {e}");
-            std::process::exit(2);
-        }
-    };
-    let options = match ChaosOptions::parse(&args, exe) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("chaos: {e}");
-            std::process::exit(2);
-        }
-    };
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|e| exit_setup_error(&format!("chaos: cannot find own executable: {e}")));
+    let options = ChaosOptions::parse(&args, exe)
+        .unwrap_or_else(|e| exit_setup_error(&format!("chaos: {e}")));
     match runtime.block_on(run_chaos(options)) {
         Ok(summary) => {
             println!("{summary}");
@@ -50,9 +31,6 @@ fn main() {
             drop(runtime);
             std::process::exit(if ok { 0 } else { 1 });
         }
-        Err(e) => {
-            eprintln!("chaos: {e}");
-            std::process::exit(2);
-        }
+        Err(e) => exit_setup_error(&format!("chaos: {e}")),
     }
 }
