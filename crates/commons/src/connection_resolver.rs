@@ -5,10 +5,6 @@ use crate::{
     Result, codes,
 };
 
-/// The port a connection gets when neither its `port` key nor its uri names one
-/// (memcached's well-known port).
-pub const DEFAULT_PORT: u16 = 11211;
-
 /// The keys accepted at the top level of a configuration as one connection when it has
 /// neither a `connections.*` nor a `connection.*` section.
 const TOP_LEVEL_KEYS: [&str; 5] = ["host", "ip", "port", "uri", "discovery_key"];
@@ -26,7 +22,8 @@ const TOP_LEVEL_KEYS: [&str; 5] = ["host", "ip", "port", "uri", "discovery_key"]
 ///
 /// [`ConnectionResolver::resolve_all`] returns the static connections first, then the ones
 /// found through discovery. Every resolved connection names exactly one server: it has a
-/// `host` and a `port` ([`DEFAULT_PORT`] when none is given), and no `uri` or
+/// `host`, a `port` when one was given (the component applies its own default, e.g. with
+/// [`crate::ConnectionParams::port_or`]; the framework knows no backend's port), and no `uri` or
 /// `discovery_key` (a uri listing several hosts becomes one connection per host, each with
 /// `protocol` set to the uri's scheme and every query pair copied as a key; a query pair
 /// may not set `uri`, `discovery_key`, `host`, `ip` or `port`).
@@ -43,7 +40,8 @@ const TOP_LEVEL_KEYS: [&str; 5] = ["host", "ip", "port", "uri", "discovery_key"]
 /// let servers = resolver.resolve_all(&Context::new()).await.unwrap();
 /// assert_eq!(servers.len(), 2);
 /// assert_eq!(servers[0].host(), Some("h1"));
-/// assert_eq!(servers[1].port(), Some(11211));
+/// assert_eq!(servers[0].port(), Some(11211));
+/// assert_eq!(servers[1].port(), None); // the component's default applies
 /// assert_eq!(servers[1].protocol(), Some("memcached"));
 /// assert_eq!(servers[1].get("timeout"), Some("500"));
 /// # });
@@ -289,7 +287,9 @@ fn expand(connection: &ConnectionParams, path: &str) -> Result<Vec<ConnectionPar
             .map(|(host, port)| {
                 let mut c = ConnectionParams::from_config(base.clone());
                 c.set_host(&host);
-                c.set_port(port.unwrap_or(DEFAULT_PORT));
+                if let Some(port) = port {
+                    c.set_port(port);
+                }
                 c
             })
             .collect());
@@ -310,13 +310,11 @@ fn expand(connection: &ConnectionParams, path: &str) -> Result<Vec<ConnectionPar
         };
         Error::bad_config_value(&join(path, key), &host, why)
     })?;
-    let port = match connection.port_raw() {
-        Some(raw) => parse_port(raw, &join(path, "port"))?,
-        None => DEFAULT_PORT,
-    };
     let mut c = connection.clone();
     c.set_host(&host);
-    c.set_port(port);
+    if let Some(raw) = connection.port_raw() {
+        c.set_port(parse_port(raw, &join(path, "port"))?);
+    }
     Ok(vec![c])
 }
 

@@ -43,11 +43,8 @@ pub mod codes {
     pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
     /// A server sent a reply that does not follow the protocol.
     pub const PROTOCOL_ERROR: &str = "PROTOCOL_ERROR";
-    /// A server answered with `SERVER_ERROR`, `CLIENT_ERROR` or `ERROR`.
+    /// A server answered the request with an error of its own.
     pub const SERVER_ERROR: &str = "SERVER_ERROR";
-    /// The server restarted since the lease was taken: the lease is lost (never released
-    /// by CAS, because CAS values restart with the server).
-    pub const SERVER_RESTARTED: &str = "SERVER_RESTARTED";
     /// A lease was lost (expired, evicted, restarted server, or renewal refused).
     pub const LOCK_LOST: &str = "LOCK_LOST";
     /// The server or configuration asks for something this library does not do.

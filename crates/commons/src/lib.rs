@@ -19,7 +19,7 @@ mod references;
 
 pub use config_params::ConfigParams;
 pub use connection_params::{ConnectionParams, host_port};
-pub use connection_resolver::{ConnectionResolver, DEFAULT_PORT, no_connection_error};
+pub use connection_resolver::{ConnectionResolver, no_connection_error};
 pub use container::Container;
 pub use context::Context;
 pub use descriptor::Descriptor;

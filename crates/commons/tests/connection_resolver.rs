@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use commons::{
-    ConfigParams, ConnectionParams, ConnectionResolver, Context, DEFAULT_PORT, Descriptor,
-    Discovery, ErrorKind, MemoryDiscovery, References, codes, component, no_connection_error,
+    ConfigParams, ConnectionParams, ConnectionResolver, Context, Descriptor, Discovery, ErrorKind,
+    MemoryDiscovery, References, codes, component, no_connection_error,
 };
 use serde_json::json;
 
@@ -16,9 +16,11 @@ async fn resolve(config: &str) -> Vec<ConnectionParams> {
     resolver(config).resolve_all(&Context::new()).await.unwrap()
 }
 
+/// Host and port of each connection; a connection without a port shows the port the
+/// component would apply (memcached's, for these tests).
 fn endpoints(list: &[ConnectionParams]) -> Vec<(String, u16)> {
     list.iter()
-        .map(|c| (c.host().unwrap().to_string(), c.port().unwrap()))
+        .map(|c| (c.host().unwrap().to_string(), c.port_or(11211)))
         .collect()
 }
 
@@ -56,10 +58,14 @@ async fn connection_section_is_one_connection() {
 }
 
 #[tokio::test]
-async fn port_defaults_to_11211_and_host_falls_back_to_ip() {
+async fn a_missing_port_is_left_to_the_component_and_host_falls_back_to_ip() {
     let list = resolve("connection.ip=10.1.1.1").await;
-    assert_eq!(endpoints(&list), [ep("10.1.1.1", DEFAULT_PORT)]);
-    assert_eq!(DEFAULT_PORT, 11211);
+    assert_eq!(
+        list[0].port(),
+        None,
+        "the framework knows no backend's default port"
+    );
+    assert_eq!(endpoints(&list), [ep("10.1.1.1", 11211)]);
     assert_eq!(list[0].get("host"), Some("10.1.1.1"), "host is filled in");
 }
 

@@ -78,12 +78,7 @@ impl ServerTarget {
 
     /// `host:port` (an IPv6 host is bracketed).
     pub fn address(&self) -> String {
-        let host = self.host();
-        if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{}", self.port())
-        } else {
-            format!("{host}:{}", self.port())
-        }
+        commons::host_port(&self.host(), self.port())
     }
 
     /// The host.

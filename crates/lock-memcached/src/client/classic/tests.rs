@@ -276,7 +276,7 @@ async fn another_boot_of_the_server_is_refused_before_sending() {
         .execute(&ctx(), delete("k", 1), true, Some(identity))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), codes::SERVER_RESTARTED, "{err}");
+    assert_eq!(err.code(), crate::codes::SERVER_RESTARTED, "{err}");
     assert_eq!(err.kind(), ErrorKind::InvalidState);
 }
 

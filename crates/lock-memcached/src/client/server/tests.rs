@@ -340,7 +340,7 @@ async fn server_marked_down_after_failures_then_retried_and_restart_changes_iden
         .execute(&ctx(), get("k"), true, Some(before))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), codes::SERVER_RESTARTED);
+    assert_eq!(err.code(), crate::codes::SERVER_RESTARTED);
     assert_eq!(err.kind(), ErrorKind::InvalidState);
     assert!(
         server
