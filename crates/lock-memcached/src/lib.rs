@@ -20,20 +20,12 @@ pub use lock::{MemcachedLock, ServerStatus};
 /// Entry points for the fuzz targets in `fuzz/` (not a stable API).
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::client::{ReplyShape, parse};
+    use crate::client::{EVERY_SHAPE, parse};
 
     /// Parses `input` as the reply to each kind of request in turn, the way a connection
     /// does: repeatedly from the front while whole replies are available. Must never panic.
     pub fn parse_replies(input: &[u8]) {
-        let shapes = [
-            ReplyShape::Set { opaque: 1 },
-            ReplyShape::Delete { opaque: 1 },
-            ReplyShape::Get { opaque: 1 },
-            ReplyShape::Noop,
-            ReplyShape::Version,
-            ReplyShape::Stats,
-        ];
-        for shape in shapes {
+        for shape in EVERY_SHAPE {
             let mut rest = input;
             while let Ok(Some((_, consumed))) = parse(rest, shape) {
                 assert!(

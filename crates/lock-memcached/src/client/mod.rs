@@ -30,7 +30,7 @@ mod test_support;
 mod transport;
 
 pub(crate) use cluster::Cluster;
-pub(crate) use codec::{Reply, ReplyShape, Request, SetMode, WireKey, parse};
+pub(crate) use codec::{EVERY_SHAPE, Reply, Request, SetMode, WireKey, parse};
 pub(crate) use endpoint::Endpoint;
 pub(crate) use identity::ServerIdentity;
 pub(crate) use options::ClientOptions;

@@ -19,7 +19,7 @@ use super::errors::{
 use super::health::ServerHealth;
 use super::identity::{Probe, ServerIdentity, restarted};
 use super::options::ClientOptions;
-use super::transport::{ExchangeError, Transport};
+use super::transport::{ConnectionPool, ExchangeError, Transport};
 use crate::codes::SERVER_RESTARTED;
 
 /// A reply together with the identity of the server boot that produced it.
@@ -44,7 +44,7 @@ impl<T: Transport> Drop for Server<T> {
         if let Some(r) = &self.reaper {
             r.abort();
         }
-        self.transport.close();
+        self.transport.pool().close_all();
     }
 }
 
@@ -81,12 +81,12 @@ impl<T: Transport> Server<T> {
 
     /// Open connections.
     pub(crate) fn live_connections(&self) -> usize {
-        self.transport.live_connections()
+        self.transport.pool().live_count()
     }
 
     /// Closes the connections (re-created on demand).
     pub(crate) fn close(&self) {
-        self.transport.close();
+        self.transport.pool().close_all();
     }
 
     /// Opens (or reuses) one connection and probes it: used when the cluster opens.
@@ -219,7 +219,7 @@ fn spawn_idle_reaper<T: Transport>(transport: &Arc<T>, idle: Duration) -> Option
             let Some(transport) = transport.upgrade() else {
                 return;
             };
-            transport.reap_idle(Instant::now());
+            transport.pool().reap_idle(Instant::now());
         }
     }))
 }

@@ -68,13 +68,19 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
     /// The command(s) `req` becomes on the wire, for messages.
     fn command_name(req: &Request) -> &'static str;
 
+    /// The transport's connections.
+    fn pool(&self) -> &impl ConnectionPool;
+}
+
+/// What the policy asks of a transport's connections as a whole.
+pub(crate) trait ConnectionPool {
     /// Open connections.
-    fn live_connections(&self) -> usize;
+    fn live_count(&self) -> usize;
 
     /// Closes connections unused for longer than `options.idle`.
     fn reap_idle(&self, now: Instant);
 
     /// Closes every idle connection; those in use close when their request ends. New ones
     /// are made on demand.
-    fn close(&self);
+    fn close_all(&self);
 }

@@ -1,5 +1,6 @@
 //! Acquire: one round trip, `ms <key> <len> ME T<secs> c` (store only if the key is free,
-//! return the item's CAS). The retry loop around it is lock-core's `acquire_with_retry`.
+//! return the item's CAS). The waiting acquire (`Lock::acquire_lease`) repeats it through
+//! lock-core's `acquire_with_retry`.
 //!
 //! Path: [`MemcachedLock::acquire_once`] -> `key::wire_key` -> `client::Cluster::server_for`
 //! -> `client::Endpoint::execute` -> `client::server::Server::execute` (policy) -> the meta
@@ -9,39 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commons::{Context, Error, ErrorKind, Result, codes};
-use lock_core::{Lease, RetryPolicy, acquire_with_retry};
 use tokio::time::Instant;
 
 use super::MemcachedLock;
 use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
-use super::lease::{HeldLease, fencing_token, gone_by, ttl_secs, validity};
+use super::lease::{HeldLease, fencing_token, gone_by, validity};
 use crate::client::{Reply, Request, SetMode};
-use crate::key::wire_key;
 use crate::value::LockValue;
 
 impl MemcachedLock {
-    /// Acquire attempts until `timeout` (lock-core's retry helper: backoff with jitter, woken
-    /// early when this instance releases the key).
-    pub(super) async fn acquire_until(
-        &self,
-        ctx: &Context,
-        key: &str,
-        ttl: Duration,
-        timeout: Duration,
-    ) -> Result<Lease> {
-        // No separate validation here: each attempt checks the key and ttl, and a bad one is a
-        // non-retryable error that ends the retry loop at its first attempt.
-        let policy = RetryPolicy::new(self.opened(ctx)?.config.retry_timeout);
-        acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || async {
-            Ok(self
-                .acquire_once(ctx, key, ttl)
-                .await?
-                .map(|held| held.to_lease(key)))
-        })
-        .await
-    }
-
     /// One acquire attempt; on success the lease record as stored in the table.
     pub(super) async fn acquire_once(
         &self,
@@ -49,10 +27,8 @@ impl MemcachedLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<HeldLease>> {
-        let opened = self.opened(ctx)?;
+        let (opened, wire, secs) = self.prepare(ctx, key, ttl)?;
         let config = &opened.config;
-        let secs = ttl_secs(ctx, ttl, config)?;
-        let wire = wire_key(ctx, key, config)?;
         if self.leases.holds_valid(key) {
             return Ok(None); // not reentrant, and no round trip needed to know it
         }

@@ -10,10 +10,9 @@ use tokio::time::Instant;
 
 use super::MemcachedLock;
 use super::errors::{cas_disabled, unexpected};
-use super::lease::{HeldLease, ttl_secs};
+use super::lease::HeldLease;
 use crate::client::{Reply, Request, SetMode};
 use crate::codes::SERVER_RESTARTED;
-use crate::key::wire_key;
 
 impl MemcachedLock {
     /// Extends this instance's lease on `key` to `ttl` from now; `None` when it holds none
@@ -24,9 +23,7 @@ impl MemcachedLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let opened = self.opened(ctx)?;
-        let secs = ttl_secs(ctx, ttl, &opened.config)?;
-        wire_key(ctx, key, &opened.config)?;
+        let (_, _, secs) = self.prepare(ctx, key, ttl)?;
         let Some(held) = self.leases.get(key) else {
             return Ok(None);
         };

@@ -26,11 +26,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use commons::{ConfigParams, Configurable, Context, Error, Openable, References, Result};
-use lock_core::{Lease, LocalWaiters, Lock, LockInfo};
+use lock_core::{Lease, LocalWaiters, Lock, LockInfo, RetryPolicy, acquire_with_retry};
 
-use crate::client::Cluster;
+use crate::client::{Cluster, WireKey};
 use crate::config::MemcachedLockConfig;
-use lease::LeaseTable;
+use crate::key::wire_key;
+use lease::{LeaseTable, ttl_secs};
 pub use status::ServerStatus;
 
 /// The opened state: the cluster and what the hot path needs, behind one `Arc`.
@@ -142,6 +143,20 @@ impl MemcachedLock {
             .unwrap_or_default()
     }
 
+    /// The opened state, the key as sent and the ttl in whole seconds, each checked: what
+    /// every operation that writes an item starts from.
+    fn prepare(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<(Arc<Opened>, WireKey, u32)> {
+        let opened = self.opened(ctx)?;
+        let secs = ttl_secs(ctx, ttl, &opened.config)?;
+        let wire = wire_key(ctx, key, &opened.config)?;
+        Ok((opened, wire, secs))
+    }
+
     fn opened(&self, ctx: &Context) -> Result<Arc<Opened>> {
         read(&self.opened)
             .clone()
@@ -180,7 +195,16 @@ impl Lock for MemcachedLock {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<Lease> {
-        self.acquire_until(ctx, key, ttl, timeout).await
+        // No separate validation here: each attempt checks the key and ttl, and a bad one is a
+        // non-retryable error that ends the retry loop at its first attempt.
+        let policy = RetryPolicy::new(self.opened(ctx)?.config.retry_timeout);
+        acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || async {
+            Ok(self
+                .acquire_once(ctx, key, ttl)
+                .await?
+                .map(|held| held.to_lease(key)))
+        })
+        .await
     }
 
     async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {

@@ -54,7 +54,7 @@ use pool::{CheckedOut, ClassicPool};
 
 use super::codec::{Reply, Request};
 use super::options::ClientOptions;
-use super::transport::{Checkout, ExchangeError, Transport};
+use super::transport::{Checkout, ConnectionPool, ExchangeError, Transport};
 
 /// The classic text protocol through memcache-async, one request at a time per connection.
 #[derive(Debug)]
@@ -127,16 +127,8 @@ impl Transport for ClassicTransport {
         commands::command_name(req)
     }
 
-    fn live_connections(&self) -> usize {
-        self.pool.live_count()
-    }
-
-    fn reap_idle(&self, now: Instant) {
-        self.pool.reap_idle(now);
-    }
-
-    fn close(&self) {
-        self.pool.close_all();
+    fn pool(&self) -> &impl ConnectionPool {
+        &self.pool
     }
 }
 

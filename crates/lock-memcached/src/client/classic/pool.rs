@@ -12,6 +12,7 @@ use super::conn::ClassicConn;
 use crate::client::errors::{connection_error, reconnect_held_back};
 use crate::client::identity::Probe;
 use crate::client::options::ClientOptions;
+use crate::client::transport::ConnectionPool;
 
 /// A connection checked out for one request. Only [`ClassicPool::take_back`] returns it to
 /// the pool; dropped any other way (timeout, error, cancelled future) the connection is
@@ -143,13 +144,15 @@ impl ClassicPool {
         // looks for it.
         drop(_permit);
     }
+}
 
+impl ConnectionPool for ClassicPool {
     /// Open connections (idle or in use).
-    pub(crate) fn live_count(&self) -> usize {
+    fn live_count(&self) -> usize {
         self.live.load(Ordering::Acquire)
     }
 
-    pub(crate) fn reap_idle(&self, now: Instant) {
+    fn reap_idle(&self, now: Instant) {
         if self.options.idle.is_zero() {
             return;
         }
@@ -158,7 +161,7 @@ impl ClassicPool {
             .retain(|c| now.saturating_duration_since(c.last_used) < idle && c.healthy());
     }
 
-    pub(crate) fn close_all(&self) {
+    fn close_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         lock(&self.idle).clear();
     }

@@ -16,7 +16,7 @@ use pool::Pool;
 
 use super::codec::{Reply, Request};
 use super::options::ClientOptions;
-use super::transport::{Checkout, ExchangeError, Transport};
+use super::transport::{Checkout, ConnectionPool, ExchangeError, Transport};
 
 /// Meta commands, pipelined (memcached >= 1.6.13).
 #[derive(Debug)]
@@ -92,15 +92,7 @@ impl Transport for MetaTransport {
         req.command_name()
     }
 
-    fn live_connections(&self) -> usize {
-        self.pool.live_count()
-    }
-
-    fn reap_idle(&self, now: Instant) {
-        self.pool.reap_idle(now);
-    }
-
-    fn close(&self) {
-        self.pool.close_all();
+    fn pool(&self) -> &impl ConnectionPool {
+        &self.pool
     }
 }

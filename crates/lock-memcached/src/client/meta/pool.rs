@@ -12,6 +12,7 @@ use super::probe::probe;
 use crate::client::errors::reconnect_held_back;
 use crate::client::identity::Probe;
 use crate::client::options::ClientOptions;
+use crate::client::transport::ConnectionPool;
 
 #[derive(Debug, Default)]
 struct SlotState {
@@ -168,14 +169,14 @@ impl Pool {
             }
         }
     }
+}
 
-    /// Closes connections unused for longer than `idle` with nothing in flight. Returns how
-    /// many were closed.
-    pub(crate) fn reap_idle(&self, now: Instant) -> usize {
+impl ConnectionPool for Pool {
+    /// Closes connections unused for longer than `idle` with nothing in flight.
+    fn reap_idle(&self, now: Instant) {
         if self.options.idle.is_zero() {
-            return 0;
+            return;
         }
-        let mut closed = 0;
         for slot in &self.slots {
             let mut state = slot.lock();
             let idle = state.conn.as_ref().is_some_and(|c| {
@@ -187,19 +188,17 @@ impl Pool {
                 }
                 // An idle close is not a failure: the slot may reconnect at once.
                 state.last_attempt = None;
-                closed += 1;
             }
         }
-        closed
     }
 
     /// Live connections right now.
-    pub(crate) fn live_count(&self) -> usize {
+    fn live_count(&self) -> usize {
         self.slots.iter().filter(|s| s.live().is_some()).count()
     }
 
     /// Closes every connection.
-    pub(crate) fn close_all(&self) {
+    fn close_all(&self) {
         for slot in &self.slots {
             if let Some(c) = slot.lock().conn.take() {
                 c.close();
