@@ -18,6 +18,7 @@ use tokio::time::Instant;
 /// `valid_until` is a monotonic deadline: before it, no other owner can hold the lock
 /// (barring the backend's documented limits, such as memcached eviction).
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lease {
     /// The lock key as the caller gave it.
     pub key: String,
@@ -34,6 +35,27 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// A lease for `key` acquired (or extended) at `acquired_at` for `ttl`, certainly
+    /// valid until `valid_until`; for backends, since outside this crate a `Lease` cannot
+    /// be written as a struct literal (more fields may come).
+    pub fn new(
+        key: impl Into<String>,
+        token: impl Into<String>,
+        fencing_token: Option<u64>,
+        ttl: Duration,
+        acquired_at: Instant,
+        valid_until: Instant,
+    ) -> Self {
+        Lease {
+            key: key.into(),
+            token: token.into(),
+            fencing_token,
+            ttl,
+            acquired_at,
+            valid_until,
+        }
+    }
+
     /// Whether the validity deadline has not passed yet.
     pub fn is_valid(&self) -> bool {
         Instant::now() < self.valid_until

@@ -37,6 +37,7 @@ use crate::Lease;
 /// assert_eq!(RetryPolicy::new(Duration::from_secs(5)).max_backoff, Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// The base pause between attempts (`options.retry_timeout`, default 100 ms).
     pub retry_timeout: Duration,
