@@ -159,6 +159,13 @@ mod tests {
         ]
     }
 
+    fn container_with(factory: Arc<dyn Factory>, config: &str) -> Container {
+        let mut container = Container::new();
+        container.add_factory(factory);
+        container.read_config_str(config).unwrap();
+        container
+    }
+
     async fn try_take(lock: &Arc<dyn Lock>, ctx: &Context) -> bool {
         lock.try_acquire_lock(ctx, "k", Duration::from_secs(5))
             .await
@@ -243,17 +250,14 @@ mod tests {
     async fn works_in_a_container_and_configuration_is_applied() {
         for (name, factory) in factories() {
             let ctx = Context::with_trace_id("boot");
-            let mut container = Container::new();
-            container.add_factory(factory);
-            container
-                .read_config_str(
-                    r#"{"components": [
+            let container = container_with(
+                factory,
+                r#"{"components": [
                     {"descriptor": "pip-services:lock:memory:main:1.0",
                      "options": {"retry_timeout": 250, "max_ttl": 60000}},
                     {"descriptor": "pip-services:lock:null:off:1.0"}
                 ]}"#,
-                )
-                .unwrap();
+            );
             container.open(&ctx).await.unwrap();
             let refs = container.references();
             let mem: Arc<MemoryLock> = refs
@@ -277,14 +281,11 @@ mod tests {
     async fn a_bad_option_fails_the_container_open_naming_the_key() {
         for (name, factory) in factories() {
             let ctx = Context::with_trace_id("boot");
-            let mut container = Container::new();
-            container.add_factory(factory);
-            container
-                .read_config_str(
-                    r#"[{"descriptor": "pip-services:lock:memory:main:1.0",
+            let container = container_with(
+                factory,
+                r#"[{"descriptor": "pip-services:lock:memory:main:1.0",
                          "options": {"retry_timeout": "soon"}}]"#,
-                )
-                .unwrap();
+            );
             let err = container.open(&ctx).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{name}");
             assert!(
