@@ -12,7 +12,7 @@ pub mod testing;
 
 pub use factory::{
     DefaultLockFactory, LOCK_FACTORY_DESCRIPTOR, MEMORY_LOCK_DESCRIPTOR, NULL_LOCK_DESCRIPTOR,
-    default_lock_factory, memory_lock_descriptor, null_lock_descriptor,
+    default_lock_factory, register_default_locks,
 };
 pub use guard::{LockGuard, LockGuardBuilder};
 pub use lock::{Lease, Lock, LockInfo};

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 /// `valid_until` is a monotonic deadline: before it, no other owner can hold the lock
 /// (barring the backend's documented limits, such as memcached eviction).
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lease {
     /// The lock key as the caller gave it.
     pub key: String,
@@ -34,6 +35,27 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// A lease for `key` acquired (or extended) at `acquired_at` for `ttl`, certainly
+    /// valid until `valid_until`; for backends, since outside this crate a `Lease` cannot
+    /// be written as a struct literal (more fields may come).
+    pub fn new(
+        key: impl Into<String>,
+        token: impl Into<String>,
+        fencing_token: Option<u64>,
+        ttl: Duration,
+        acquired_at: Instant,
+        valid_until: Instant,
+    ) -> Self {
+        Lease {
+            key: key.into(),
+            token: token.into(),
+            fencing_token,
+            ttl,
+            acquired_at,
+            valid_until,
+        }
+    }
+
     /// Whether the validity deadline has not passed yet.
     pub fn is_valid(&self) -> bool {
         Instant::now() < self.valid_until
@@ -176,150 +198,46 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 // Written without `#[async_trait]` on purpose: the inner call already returns a boxed
 // future, so forwarding it as is saves a second allocation per call for every caller that
 // holds the lock as `Arc<dyn Lock>` (which method resolution routes through this impl).
+// Every method has the shape `(&self, &Context, &X, by-value args...)`, hence one rule.
+// `missing_trait_methods` turns a method added to the trait but not listed here into a
+// clippy error instead of a silent fall-back to the default (which would skip the inner
+// type's override).
 macro_rules! forward_lock {
-    ($ty:ty) => {
+    ($($ty:ty),+) => {$(
+        #[deny(clippy::missing_trait_methods)]
         impl<T: Lock + ?Sized> Lock for $ty {
-            fn try_acquire_lease<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-                ttl: Duration,
-            ) -> BoxFuture<'async_trait, Result<Option<Lease>>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).try_acquire_lease(ctx, key, ttl)
-            }
-            fn acquire_lease<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-                ttl: Duration,
-                timeout: Duration,
-            ) -> BoxFuture<'async_trait, Result<Lease>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).acquire_lease(ctx, key, ttl, timeout)
-            }
-            fn release_owned<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-            ) -> BoxFuture<'async_trait, Result<bool>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).release_owned(ctx, key)
-            }
-            fn extend_lease<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-                ttl: Duration,
-            ) -> BoxFuture<'async_trait, Result<Option<Lease>>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).extend_lease(ctx, key, ttl)
-            }
-            fn inspect_lock<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-            ) -> BoxFuture<'async_trait, Result<LockInfo>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).inspect_lock(ctx, key)
-            }
-            fn try_acquire_lock<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-                ttl: Duration,
-            ) -> BoxFuture<'async_trait, Result<bool>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).try_acquire_lock(ctx, key, ttl)
-            }
-            fn acquire_lock<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-                ttl: Duration,
-                timeout: Duration,
-            ) -> BoxFuture<'async_trait, Result<()>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).acquire_lock(ctx, key, ttl, timeout)
-            }
-            fn release_lock<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-            ) -> BoxFuture<'async_trait, Result<()>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).release_lock(ctx, key)
-            }
-            fn release_lease<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                lease: &'c Lease,
-            ) -> BoxFuture<'async_trait, Result<bool>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).release_lease(ctx, lease)
-            }
-            fn extend_lock<'a, 'b, 'c, 'async_trait>(
-                &'a self,
-                ctx: &'b Context,
-                key: &'c str,
-                ttl: Duration,
-            ) -> BoxFuture<'async_trait, Result<bool>>
-            where
-                'a: 'async_trait,
-                'b: 'async_trait,
-                'c: 'async_trait,
-                Self: 'async_trait,
-            {
-                (**self).extend_lock(ctx, key, ttl)
-            }
+            forward_lock!(@methods
+                try_acquire_lease(key: &str, ttl: Duration) -> Option<Lease>;
+                acquire_lease(key: &str, ttl: Duration, timeout: Duration) -> Lease;
+                release_owned(key: &str) -> bool;
+                extend_lease(key: &str, ttl: Duration) -> Option<Lease>;
+                inspect_lock(key: &str) -> LockInfo;
+                release_lease(lease: &Lease) -> bool;
+                try_acquire_lock(key: &str, ttl: Duration) -> bool;
+                acquire_lock(key: &str, ttl: Duration, timeout: Duration) -> ();
+                release_lock(key: &str) -> ();
+                extend_lock(key: &str, ttl: Duration) -> bool;
+            );
         }
-    };
+    )+};
+    (@methods $(
+        $name:ident($by_ref:ident: &$ref_ty:ty $(, $arg:ident: $arg_ty:ty)*) -> $out:ty;
+    )+) => {$(
+        fn $name<'a, 'b, 'c, 'async_trait>(
+            &'a self,
+            ctx: &'b Context,
+            $by_ref: &'c $ref_ty,
+            $($arg: $arg_ty),*
+        ) -> BoxFuture<'async_trait, Result<$out>>
+        where
+            'a: 'async_trait,
+            'b: 'async_trait,
+            'c: 'async_trait,
+            Self: 'async_trait,
+        {
+            (**self).$name(ctx, $by_ref $(, $arg)*)
+        }
+    )+};
 }
 
-forward_lock!(Arc<T>);
-forward_lock!(Box<T>);
+forward_lock!(Arc<T>, Box<T>);

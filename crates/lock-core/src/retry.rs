@@ -37,6 +37,7 @@ use crate::Lease;
 /// assert_eq!(RetryPolicy::new(Duration::from_secs(5)).max_backoff, Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// The base pause between attempts (`options.retry_timeout`, default 100 ms).
     pub retry_timeout: Duration,
@@ -422,14 +423,8 @@ mod tests {
 
     fn lease(key: &str) -> Lease {
         let now = Instant::now();
-        Lease {
-            key: key.to_owned(),
-            token: "t".to_owned(),
-            fencing_token: None,
-            ttl: Duration::from_secs(1),
-            acquired_at: now,
-            valid_until: now + Duration::from_secs(1),
-        }
+        let ttl = Duration::from_secs(1);
+        Lease::new(key, "t", None, ttl, now, now + ttl)
     }
 
     fn ms(n: u64) -> Duration {
@@ -536,127 +531,94 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn succeeds_on_a_later_attempt() {
+    fn down() -> Error {
+        Error::new(ErrorKind::Connection, codes::CONNECTION_FAILED, "down")
+    }
+
+    /// Runs the retry loop on key "k" against a backend whose `n`-th answer (from 1) is
+    /// `answer(n)`; returns the outcome and how many attempts were made. `pause` turns each
+    /// backoff cap into the actual pause (`full_jitter`, as `acquire_with_retry` does, or
+    /// the cap itself for exact timings).
+    async fn scripted(
+        timeout: Duration,
+        policy: RetryPolicy,
+        pause: fn(Duration) -> Duration,
+        answer: impl Fn(usize) -> Result<Option<Lease>>,
+    ) -> (Result<Lease>, usize) {
         let mut n = 0;
-        let start = Instant::now();
-        let got = retry_loop(
+        let outcome = retry_loop(
             &Context::new(),
             "k",
-            ms(5000),
-            &RetryPolicy::new(ms(100)),
+            timeout,
+            &policy,
             None,
             || {
                 n += 1;
-                let ok = n == 3;
-                async move { Ok(ok.then(|| lease("k"))) }
+                let r = answer(n);
+                async move { r }
             },
-            |cap| cap,
+            pause,
         )
-        .await
-        .unwrap();
-        assert_eq!(got.key, "k");
+        .await;
+        (outcome, n)
+    }
+
+    fn no_jitter(cap: Duration) -> Duration {
+        cap
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn succeeds_on_a_later_attempt() {
+        let start = Instant::now();
+        let (got, n) = scripted(ms(5000), RetryPolicy::new(ms(100)), no_jitter, |n| {
+            Ok((n == 3).then(|| lease("k")))
+        })
+        .await;
+        assert_eq!(got.unwrap().key, "k");
         assert_eq!(n, 3);
         assert_eq!(start.elapsed(), ms(300));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_non_retryable_error_stops_at_once() {
-        let mut n = 0;
         let start = Instant::now();
-        let err = acquire_with_retry(
-            &Context::new(),
-            "k",
-            ms(5000),
-            &RetryPolicy::default(),
-            None,
-            || {
-                n += 1;
-                let r = if n == 1 {
-                    Ok(None)
-                } else {
-                    Err(Error::bad_request(codes::BAD_KEY, "nope"))
-                };
-                async move { r }
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(err.code(), codes::BAD_KEY);
+        let (err, n) = scripted(ms(5000), RetryPolicy::default(), full_jitter, |n| {
+            if n == 1 {
+                Ok(None)
+            } else {
+                Err(Error::bad_request(codes::BAD_KEY, "nope"))
+            }
+        })
+        .await;
+        assert_eq!(err.unwrap_err().code(), codes::BAD_KEY);
         assert_eq!(n, 2);
         assert!(start.elapsed() <= ms(100));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_retryable_error_is_retried_and_returned_if_it_is_the_last_outcome() {
-        let mut n = 0;
-        let err = retry_loop(
-            &Context::new(),
-            "k",
-            ms(1000),
-            &RetryPolicy::new(ms(100)),
-            None,
-            || {
-                n += 1;
-                let r = Err(Error::new(
-                    ErrorKind::Connection,
-                    codes::CONNECTION_FAILED,
-                    "down",
-                ));
-                async move { r }
-            },
-            |cap| cap,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(err.code(), codes::CONNECTION_FAILED);
+        let (err, n) = scripted(ms(1000), RetryPolicy::new(ms(100)), no_jitter, |_| {
+            Err(down())
+        })
+        .await;
+        assert_eq!(err.unwrap_err().code(), codes::CONNECTION_FAILED);
         assert_eq!(n, 5); // 0, 100, 300, 700, 1000
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_retryable_error_then_contention_ends_in_lock_timeout() {
-        let mut n = 0;
-        let err = retry_loop(
-            &Context::new(),
-            "k",
-            ms(1000),
-            &RetryPolicy::new(ms(100)),
-            None,
-            || {
-                n += 1;
-                let r = if n == 1 {
-                    Err(Error::new(
-                        ErrorKind::Connection,
-                        codes::CONNECTION_FAILED,
-                        "down",
-                    ))
-                } else {
-                    Ok(None)
-                };
-                async move { r }
-            },
-            |cap| cap,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(err.code(), codes::LOCK_TIMEOUT);
+        let (err, _) = scripted(ms(1000), RetryPolicy::new(ms(100)), no_jitter, |n| {
+            if n == 1 { Err(down()) } else { Ok(None) }
+        })
+        .await;
+        assert_eq!(err.unwrap_err().code(), codes::LOCK_TIMEOUT);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_huge_timeout_does_not_overflow() {
-        let mut n = 0;
-        let got = acquire_with_retry(
-            &Context::new(),
-            "k",
-            Duration::MAX,
-            &RetryPolicy::default(),
-            None,
-            || {
-                n += 1;
-                let ok = n == 2;
-                async move { Ok(ok.then(|| lease("k"))) }
-            },
-        )
+        let (got, _) = scripted(Duration::MAX, RetryPolicy::default(), full_jitter, |n| {
+            Ok((n == 2).then(|| lease("k")))
+        })
         .await;
         assert!(got.is_ok());
     }

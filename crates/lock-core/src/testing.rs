@@ -10,6 +10,10 @@
 //! [`SuiteConfig::ttl_granularity`] (memcached: 1 s): short ttls are at least twice that,
 //! and waits for an expiry are ttl + granularity + a margin.
 //!
+//! A backend runs the suite with [`conformance_tests!`](crate::conformance_tests), which
+//! writes one test per case, so a case added here runs on every backend without touching
+//! their test files. [`run_all`] runs every case in one go:
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use lock_core::{Lock, MemoryLock, MemoryLockTable};
@@ -35,10 +39,121 @@ use commons::{Context, ErrorKind, codes};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::{Lock, LockGuard};
+use crate::{Lease, Lock, LockGuard, LockInfo};
+
+/// Writes one `#[test]` per conformance case into the module it is invoked in, each
+/// running `lock_core::testing::<case>(owners, config)` on a two-worker multi-thread Tokio
+/// runtime (the caller needs no Tokio macros).
+///
+/// * `owners`: an expression evaluated afresh in every test, inside its runtime (it may
+///   `.await`), giving the case's owner factory (a `Fn() -> impl Future<Output =
+///   Arc<dyn Lock>>`; see the [module docs](crate::testing)). Whatever the factory
+///   captures (a spawned server, a shared table) lives as long as the case.
+/// * `config`: the [`SuiteConfig`](crate::testing::SuiteConfig), evaluated the same way.
+/// * `mod name,` first (optional): the tests go into a new module `name` that sees the
+///   caller's items (`use super::*`), for a backend that runs the suite in several modes.
+///
+/// The case list lives in this macro alone; [`run_all`](crate::testing::run_all) and
+/// [`CASES`](crate::testing::CASES) are generated from it. There is no per-case opt-out:
+/// what a backend cannot offer is described by a [`SuiteConfig`](crate::testing::SuiteConfig)
+/// capability (such as `supports_fencing` or `ttl_granularity`) that the cases consult,
+/// so every backend still runs every case.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use lock_core::testing::SuiteConfig;
+/// use lock_core::{Lock, MemoryLock, MemoryLockTable};
+///
+/// fn owners() -> impl Fn() -> std::future::Ready<Arc<dyn Lock>> {
+///     let table = Arc::new(MemoryLockTable::new());
+///     move || std::future::ready(Arc::new(MemoryLock::with_table(table.clone())) as Arc<dyn Lock>)
+/// }
+///
+/// lock_core::conformance_tests!(owners: owners(), config: SuiteConfig::default());
+/// // or, in a module of its own:
+/// lock_core::conformance_tests!(mod memory, owners: owners(), config: SuiteConfig::default());
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    (mod $module:ident, owners: $owners:expr, config: $config:expr $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::conformance_tests!(owners: $owners, config: $config);
+        }
+    };
+    (owners: $owners:expr, config: $config:expr $(,)?) => {
+        $crate::conformance_tests!(@with_cases @tests [$owners] [$config]);
+    };
+
+    // The one list of cases. Every other use gets it from here.
+    (@with_cases $($rule:tt)*) => {
+        $crate::conformance_tests!($($rule)* [
+            try_acquire_is_exclusive_and_not_reentrant,
+            acquire_times_out_while_another_owner_holds,
+            release_is_idempotent,
+            bad_input_is_rejected_and_takes_nothing,
+            lock_is_free_after_ttl,
+            only_the_holder_can_release,
+            only_the_holder_can_extend,
+            release_after_expiry_keeps_next_holder,
+            stale_lease_keeps_newer_acquisition,
+            extend_keeps_the_lock_past_its_first_ttl,
+            inspect_tells_free_mine_and_theirs,
+            guard_renews_past_the_ttl_and_releases,
+            guard_signals_loss_and_spares_the_next_holder,
+            acquire_waits_for_a_release_within_its_timeout,
+            mutual_exclusion,
+        ]);
+    };
+    (@tests [$owners:expr] [$config:expr] [$($case:ident),+ $(,)?]) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testing::__run_case(async {
+                    $crate::testing::$case($owners, $config).await;
+                });
+            }
+        )+
+    };
+    (@suite [$($case:ident),+ $(,)?]) => {
+        /// The names of the cases, in the order [`run_all`] runs them (and
+        /// [`conformance_tests!`](crate::conformance_tests) writes them).
+        pub const CASES: &[&str] = &[$(stringify!($case)),+];
+
+        /// Runs every case, one after the other.
+        pub async fn run_all<F, Fut>(make_owner: F, config: SuiteConfig)
+        where
+            F: Fn() -> Fut,
+            Fut: Future<Output = Arc<dyn Lock>>,
+        {
+            $($case(&make_owner, config).await;)+
+        }
+    };
+}
+
+crate::conformance_tests!(@with_cases @suite);
+
+/// Runs one case the way `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`
+/// would; for [`conformance_tests!`](crate::conformance_tests) only.
+#[doc(hidden)]
+pub fn __run_case(case: impl Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime for the conformance case")
+        .block_on(case);
+}
 
 /// What the suite may assume about a backend.
+///
+/// Outside this crate, start from [`SuiteConfig::default`] or
+/// [`SuiteConfig::one_second_granularity`] and adjust with the `with_*` methods (or assign
+/// the fields): more capabilities may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SuiteConfig {
     /// How precisely the backend honours a ttl: zero for in-process locks, 1 s for
     /// memcached (whole-second expirations).
@@ -85,6 +200,34 @@ impl SuiteConfig {
         }
     }
 
+    /// These settings with [`SuiteConfig::supports_fencing`] set.
+    pub fn with_fencing(mut self, supports_fencing: bool) -> Self {
+        self.supports_fencing = supports_fencing;
+        self
+    }
+
+    /// These settings with [`SuiteConfig::slack`] set.
+    pub fn with_slack(mut self, slack: Duration) -> Self {
+        self.slack = slack;
+        self
+    }
+
+    /// These settings with the [`mutual_exclusion`] load set: `owners` lock instances with
+    /// `tasks` tasks each, `rounds` acquisitions per task spread over `keys` keys.
+    pub fn with_mutual_exclusion_load(
+        mut self,
+        owners: usize,
+        tasks: usize,
+        keys: usize,
+        rounds: usize,
+    ) -> Self {
+        self.mutual_exclusion_owners = owners;
+        self.mutual_exclusion_tasks = tasks;
+        self.mutual_exclusion_keys = keys;
+        self.mutual_exclusion_rounds = rounds;
+        self
+    }
+
     /// A ttl that expires soon but is certainly still running right after acquiring.
     fn short_ttl(&self) -> Duration {
         (self.ttl_granularity * 2).max(Duration::from_millis(300))
@@ -103,213 +246,233 @@ fn unique_key(case: &str) -> String {
     format!("conformance-{case}-{:016x}", rand::random::<u64>())
 }
 
-fn ctx(case: &str) -> Context {
-    Context::with_trace_id(format!("conformance-{case}"))
+/// What every case starts from: its name (which starts every failure message), a context
+/// whose trace id names the case, and a key no other case uses; and the lock calls on that
+/// key that must not fail, so that a failing step names the case and the step.
+struct Case {
+    name: &'static str,
+    ctx: Context,
+    key: String,
 }
 
-/// Runs every case, one after the other.
-pub async fn run_all<F, Fut>(make_owner: F, config: SuiteConfig)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Lock>>,
-{
-    lock_1(&make_owner, config).await;
-    lock_2(&make_owner, config).await;
-    lock_3(&make_owner, config).await;
-    bad_input(&make_owner, config).await;
-    expiry(&make_owner, config).await;
-    ownership_release(&make_owner, config).await;
-    ownership_extend(&make_owner, config).await;
-    release_after_expiry_keeps_next_holder(&make_owner, config).await;
-    stale_lease_keeps_newer_acquisition(&make_owner, config).await;
-    extend(&make_owner, config).await;
-    inspection(&make_owner, config).await;
-    guard_renewal(&make_owner, config).await;
-    guard_lost_signal(&make_owner, config).await;
-    lock_timeout_within_timeout(&make_owner, config).await;
-    mutual_exclusion(&make_owner, config).await;
+impl Case {
+    fn new(name: &'static str) -> Self {
+        Case {
+            name,
+            ctx: Context::with_trace_id(format!("conformance-{name}")),
+            key: unique_key(name),
+        }
+    }
+
+    fn ok<T>(&self, step: &str, result: commons::Result<T>) -> T {
+        result.unwrap_or_else(|e| panic!("{}: {step}: {e}", self.name))
+    }
+
+    async fn try_lock(&self, step: &str, lock: &Arc<dyn Lock>, ttl: Duration) -> bool {
+        self.ok(step, lock.try_acquire_lock(&self.ctx, &self.key, ttl).await)
+    }
+
+    async fn try_lease(&self, step: &str, lock: &Arc<dyn Lock>, ttl: Duration) -> Option<Lease> {
+        self.ok(
+            step,
+            lock.try_acquire_lease(&self.ctx, &self.key, ttl).await,
+        )
+    }
+
+    async fn extend_lock(&self, step: &str, lock: &Arc<dyn Lock>, ttl: Duration) -> bool {
+        self.ok(step, lock.extend_lock(&self.ctx, &self.key, ttl).await)
+    }
+
+    async fn release_owned(&self, step: &str, lock: &Arc<dyn Lock>) -> bool {
+        self.ok(step, lock.release_owned(&self.ctx, &self.key).await)
+    }
+
+    async fn release_lock(&self, step: &str, lock: &Arc<dyn Lock>) {
+        self.ok(step, lock.release_lock(&self.ctx, &self.key).await);
+    }
+
+    async fn inspect(&self, step: &str, lock: &Arc<dyn Lock>) -> LockInfo {
+        self.ok(step, lock.inspect_lock(&self.ctx, &self.key).await)
+    }
+
+    /// Checks that `err` is the `LOCK_TIMEOUT` error for this case's key.
+    fn assert_lock_timeout(&self, err: &commons::Error) {
+        let case = self.name;
+        assert_eq!(
+            err.code(),
+            codes::LOCK_TIMEOUT,
+            "{case}: wrong error: {err}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{case}: wrong kind: {err}");
+        assert_eq!(err.status(), 409, "{case}: status: {err}");
+        assert_eq!(
+            err.detail("key"),
+            Some(self.key.as_str()),
+            "{case}: details.key: {err}"
+        );
+        assert_eq!(
+            err.trace_id(),
+            self.ctx.trace_id(),
+            "{case}: trace id: {err}"
+        );
+    }
+
+    /// Checks that a wait for `timeout` lasted about that long.
+    fn assert_waited(&self, waited: Duration, timeout: Duration, config: &SuiteConfig) {
+        let case = self.name;
+        assert!(
+            waited >= timeout - Duration::from_millis(20),
+            "{case}: gave up early: {waited:?}"
+        );
+        assert!(
+            waited <= timeout + config.slack,
+            "{case}: gave up late: {waited:?}"
+        );
+    }
 }
 
 /// The original fixture `lock_1`: try true, try false (same owner: not reentrant; and
 /// another owner), release, try true.
-pub async fn lock_1<F, Fut>(make_owner: F, _config: SuiteConfig)
+pub async fn try_acquire_is_exclusive_and_not_reentrant<F, Fut>(make_owner: F, _config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("lock_1"), unique_key("lock_1"));
+    let c = Case::new("try_acquire_is_exclusive_and_not_reentrant");
+    let case = c.name;
     let a = make_owner().await;
     let b = make_owner().await;
     assert!(
-        a.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("lock_1: first try")
+        c.try_lock("first try", &a, LONG_TTL).await,
+        "{case}: the first try on a free key must succeed"
     );
     assert!(
-        !a.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("lock_1: second try"),
-        "lock_1: a second try by the same owner must be false (locks are not reentrant)"
+        !c.try_lock("second try", &a, LONG_TTL).await,
+        "{case}: a second try by the same owner must be false (locks are not reentrant)"
     );
     assert!(
-        !b.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("lock_1: other owner's try"),
-        "lock_1: another owner must not get a held lock"
+        !c.try_lock("other owner's try", &b, LONG_TTL).await,
+        "{case}: another owner must not get a held lock"
     );
-    a.release_lock(&ctx, &key).await.expect("lock_1: release");
+    c.release_lock("release", &a).await;
     assert!(
-        a.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("lock_1: try after release"),
-        "lock_1: the key must be free after release"
+        c.try_lock("try after release", &a, LONG_TTL).await,
+        "{case}: the key must be free after release"
     );
-    a.release_lock(&ctx, &key).await.expect("lock_1: cleanup");
+    c.release_lock("cleanup", &a).await;
 }
 
 /// The original fixture `lock_2`: acquire(3000 ms, timeout 1000 ms) succeeds; another
 /// owner's acquire fails with `LOCK_TIMEOUT` (kind conflict, `details.key`, trace id)
 /// after roughly the timeout; after a release the acquire succeeds.
-pub async fn lock_2<F, Fut>(make_owner: F, config: SuiteConfig)
+pub async fn acquire_times_out_while_another_owner_holds<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("lock_2"), unique_key("lock_2"));
+    let c = Case::new("acquire_times_out_while_another_owner_holds");
+    let (ctx, key) = (&c.ctx, c.key.as_str());
     let (ttl, timeout) = (Duration::from_millis(3000), Duration::from_millis(1000));
     let a = make_owner().await;
     let b = make_owner().await;
-    a.acquire_lock(&ctx, &key, ttl, timeout)
-        .await
-        .expect("lock_2: first acquire");
+    c.ok(
+        "first acquire",
+        a.acquire_lock(ctx, key, ttl, timeout).await,
+    );
     let start = Instant::now();
-    let err = b
-        .acquire_lock(&ctx, &key, ttl, timeout)
-        .await
-        .expect_err("lock_2: a second acquire by another owner must fail");
-    let waited = start.elapsed();
-    assert_eq!(
-        err.code(),
-        codes::LOCK_TIMEOUT,
-        "lock_2: wrong error: {err}"
+    let err = b.acquire_lock(ctx, key, ttl, timeout).await.expect_err(
+        "acquire_times_out_while_another_owner_holds: a second acquire by another owner must fail",
     );
-    assert_eq!(err.kind(), ErrorKind::Conflict, "lock_2: wrong kind: {err}");
-    assert_eq!(
-        err.detail("key"),
-        Some(key.as_str()),
-        "lock_2: details.key: {err}"
+    c.assert_waited(start.elapsed(), timeout, &config);
+    c.assert_lock_timeout(&err);
+    c.release_lock("release", &a).await;
+    c.ok(
+        "acquire after release",
+        b.acquire_lock(ctx, key, ttl, timeout).await,
     );
-    assert_eq!(err.trace_id(), ctx.trace_id(), "lock_2: trace id: {err}");
-    assert!(
-        waited >= timeout - Duration::from_millis(20),
-        "lock_2: gave up early: {waited:?}"
-    );
-    assert!(
-        waited <= timeout + config.slack,
-        "lock_2: gave up late: {waited:?}"
-    );
-    a.release_lock(&ctx, &key).await.expect("lock_2: release");
-    b.acquire_lock(&ctx, &key, ttl, timeout)
-        .await
-        .expect("lock_2: acquire after release");
-    b.release_lock(&ctx, &key).await.expect("lock_2: cleanup");
+    c.release_lock("cleanup", &b).await;
 }
 
 /// The original fixture `lock_3`: try, release, release again (idempotent); releasing a
 /// key never taken succeeds too.
-pub async fn lock_3<F, Fut>(make_owner: F, _config: SuiteConfig)
+pub async fn release_is_idempotent<F, Fut>(make_owner: F, _config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("lock_3"), unique_key("lock_3"));
+    let c = Case::new("release_is_idempotent");
+    let case = c.name;
     let a = make_owner().await;
     assert!(
-        a.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("lock_3: try")
+        c.try_lock("try", &a, LONG_TTL).await,
+        "{case}: the key is free"
     );
-    a.release_lock(&ctx, &key).await.expect("lock_3: release");
-    a.release_lock(&ctx, &key)
-        .await
-        .expect("lock_3: second release must succeed");
+    c.release_lock("release", &a).await;
+    c.release_lock("second release must succeed", &a).await;
     assert!(
-        !a.release_owned(&ctx, &key)
-            .await
-            .expect("lock_3: release_owned"),
-        "lock_3: release_owned of a released key must report false"
+        !c.release_owned("release_owned", &a).await,
+        "{case}: release_owned of a released key must report false"
     );
-    a.release_lock(&ctx, &unique_key("lock_3-never"))
-        .await
-        .expect("lock_3: never-taken key");
+    let never = unique_key(&format!("{case}-never"));
+    c.ok(
+        "release of a never-taken key",
+        a.release_lock(&c.ctx, &never).await,
+    );
 }
 
 /// A zero ttl and an empty key are bad-request errors and take nothing.
-pub async fn bad_input<F, Fut>(make_owner: F, _config: SuiteConfig)
+pub async fn bad_input_is_rejected_and_takes_nothing<F, Fut>(make_owner: F, _config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("bad_input"), unique_key("bad_input"));
+    let c = Case::new("bad_input_is_rejected_and_takes_nothing");
+    let case = c.name;
     let a = make_owner().await;
-    let err = a
-        .try_acquire_lock(&ctx, &key, Duration::ZERO)
-        .await
-        .expect_err("bad_input: zero ttl");
-    assert_eq!(
-        err.kind(),
-        ErrorKind::BadRequest,
-        "bad_input: zero ttl: {err}"
-    );
-    assert_eq!(err.trace_id(), ctx.trace_id(), "bad_input: trace id: {err}");
-    let err = a
-        .try_acquire_lock(&ctx, "", LONG_TTL)
-        .await
-        .expect_err("bad_input: empty key");
-    assert_eq!(
-        err.kind(),
-        ErrorKind::BadRequest,
-        "bad_input: empty key: {err}"
-    );
-    let info = a
-        .inspect_lock(&ctx, &key)
-        .await
-        .expect("bad_input: inspect");
+    let bad_requests = [
+        ("zero ttl", c.key.as_str(), Duration::ZERO),
+        ("empty key", "", LONG_TTL),
+    ];
+    for (what, key, ttl) in bad_requests {
+        let err = a
+            .try_acquire_lock(&c.ctx, key, ttl)
+            .await
+            .expect_err(&format!("{case}: {what} must fail"));
+        assert_eq!(err.kind(), ErrorKind::BadRequest, "{case}: {what}: {err}");
+        assert_eq!(
+            err.trace_id(),
+            c.ctx.trace_id(),
+            "{case}: {what}: trace id: {err}"
+        );
+    }
     assert!(
-        !info.held,
-        "bad_input: a rejected acquire must take nothing"
+        !c.inspect("inspect", &a).await.held,
+        "{case}: a rejected acquire must take nothing"
     );
 }
 
 /// A lock is free again once its ttl has passed.
-pub async fn expiry<F, Fut>(make_owner: F, config: SuiteConfig)
+pub async fn lock_is_free_after_ttl<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("expiry"), unique_key("expiry"));
+    let c = Case::new("lock_is_free_after_ttl");
+    let case = c.name;
     let ttl = config.short_ttl();
     let a = make_owner().await;
     let b = make_owner().await;
+    assert!(c.try_lock("try", &a, ttl).await, "{case}: the key is free");
     assert!(
-        a.try_acquire_lock(&ctx, &key, ttl)
-            .await
-            .expect("expiry: try")
-    );
-    assert!(
-        !b.try_acquire_lock(&ctx, &key, ttl)
-            .await
-            .expect("expiry: other try"),
-        "expiry: the lock must be held right after acquiring"
+        !c.try_lock("other try", &b, ttl).await,
+        "{case}: the lock must be held right after acquiring"
     );
     tokio::time::sleep(config.expiry_wait(ttl)).await;
     assert!(
-        b.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("expiry: try after ttl"),
-        "expiry: the lock must be free after its ttl ({ttl:?})"
+        c.try_lock("try after ttl", &b, LONG_TTL).await,
+        "{case}: the lock must be free after its ttl ({ttl:?})"
     );
-    b.release_lock(&ctx, &key).await.expect("expiry: cleanup");
+    c.release_lock("cleanup", &b).await;
 }
 
 /// Releasing by an expired lease does not touch a newer acquisition of the same key, even
@@ -319,147 +482,116 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let case = "stale_lease_keeps_newer_acquisition";
-    let (ctx, key) = (ctx(case), unique_key(case));
+    let c = Case::new("stale_lease_keeps_newer_acquisition");
+    let case = c.name;
     let ttl = config.short_ttl();
     let a = make_owner().await;
-    let old = a
-        .try_acquire_lease(&ctx, &key, ttl)
+    let old = c
+        .try_lease("try", &a, ttl)
         .await
-        .expect("stale lease: try")
-        .expect("stale lease: the key must be free");
+        .unwrap_or_else(|| panic!("{case}: the key must be free"));
     tokio::time::sleep(config.expiry_wait(ttl)).await;
-    let newer = a
-        .try_acquire_lease(&ctx, &key, LONG_TTL)
+    let newer = c
+        .try_lease("try after ttl", &a, LONG_TTL)
         .await
-        .expect("stale lease: try after ttl")
-        .expect("stale lease: the key must be free after its ttl");
+        .unwrap_or_else(|| panic!("{case}: the key must be free after its ttl"));
     assert_ne!(old.token, newer.token, "{case}: tokens are per acquisition");
     assert!(
-        !a.release_lease(&ctx, &old)
-            .await
-            .expect("stale lease: release old"),
+        !c.ok("release old", a.release_lease(&c.ctx, &old).await),
         "{case}: an expired lease released a newer acquisition"
     );
-    let info = a
-        .inspect_lock(&ctx, &key)
-        .await
-        .expect("stale lease: inspect");
+    let info = c.inspect("inspect", &a).await;
     assert!(
         info.held && info.held_by_me,
         "{case}: the newer acquisition was lost"
     );
     assert!(
-        a.release_lease(&ctx, &newer)
-            .await
-            .expect("stale lease: release newer"),
+        c.ok("release newer", a.release_lease(&c.ctx, &newer).await),
         "{case}: the current lease must release"
     );
 }
 
 /// Another owner can neither release nor take a held lock; fencing tokens grow.
-pub async fn ownership_release<F, Fut>(make_owner: F, config: SuiteConfig)
+pub async fn only_the_holder_can_release<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("ownership_release"), unique_key("ownership_release"));
+    let c = Case::new("only_the_holder_can_release");
+    let case = c.name;
     let a = make_owner().await;
     let b = make_owner().await;
-    let first = a
-        .try_acquire_lease(&ctx, &key, LONG_TTL)
+    let first = c
+        .try_lease("try", &a, LONG_TTL)
         .await
-        .expect("ownership_release: try")
-        .expect("ownership_release: the key is free");
-    assert_eq!(first.key, key, "ownership_release: lease key");
+        .unwrap_or_else(|| panic!("{case}: the key is free"));
+    assert_eq!(first.key, c.key, "{case}: lease key");
+    assert!(first.is_valid(), "{case}: a fresh lease must be valid");
     assert!(
-        first.is_valid(),
-        "ownership_release: a fresh lease must be valid"
+        !c.release_owned("other release", &b).await,
+        "{case}: another owner's release must report false"
+    );
+    c.release_lock("other release_lock", &b).await;
+    assert!(
+        !c.try_lock("other try", &b, LONG_TTL).await,
+        "{case}: another owner's release must not free the lock"
     );
     assert!(
-        !b.release_owned(&ctx, &key)
-            .await
-            .expect("ownership_release: other release"),
-        "ownership_release: another owner's release must report false"
+        c.release_owned("release", &a).await,
+        "{case}: the holder's release must report true"
     );
-    b.release_lock(&ctx, &key)
+    let second = c
+        .try_lease("try after release", &b, LONG_TTL)
         .await
-        .expect("ownership_release: other release_lock");
-    assert!(
-        !b.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("ownership_release: other try"),
-        "ownership_release: another owner's release must not free the lock"
-    );
-    assert!(
-        a.release_owned(&ctx, &key)
-            .await
-            .expect("ownership_release: release"),
-        "ownership_release: the holder's release must report true"
-    );
-    let second = b
-        .try_acquire_lease(&ctx, &key, LONG_TTL)
-        .await
-        .expect("ownership_release: try after release")
-        .expect("ownership_release: the key must be free after the holder's release");
+        .unwrap_or_else(|| panic!("{case}: the key must be free after the holder's release"));
     assert_ne!(
         first.token, second.token,
-        "ownership_release: tokens are per acquisition"
+        "{case}: tokens are per acquisition"
     );
     if config.supports_fencing {
         let (f1, f2) = (first.fencing_token, second.fencing_token);
         assert!(
             f1.is_some() && f2.is_some(),
-            "ownership_release: fencing tokens missing"
+            "{case}: fencing tokens missing"
         );
         assert!(
             f2 > f1,
-            "ownership_release: fencing token must grow: {f1:?} then {f2:?}"
+            "{case}: fencing token must grow: {f1:?} then {f2:?}"
         );
     }
-    b.release_lock(&ctx, &key)
-        .await
-        .expect("ownership_release: cleanup");
+    c.release_lock("cleanup", &b).await;
 }
 
 /// Another owner cannot extend a held lock, and its attempt changes nothing.
-pub async fn ownership_extend<F, Fut>(make_owner: F, _config: SuiteConfig)
+pub async fn only_the_holder_can_extend<F, Fut>(make_owner: F, _config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("ownership_extend"), unique_key("ownership_extend"));
+    let c = Case::new("only_the_holder_can_extend");
+    let case = c.name;
     let a = make_owner().await;
     let b = make_owner().await;
     assert!(
-        !b.extend_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("ownership_extend: extend free key"),
-        "ownership_extend: extending a free key must be false"
+        !c.extend_lock("extend free key", &b, LONG_TTL).await,
+        "{case}: extending a free key must be false"
     );
     assert!(
-        a.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("ownership_extend: try")
+        c.try_lock("try", &a, LONG_TTL).await,
+        "{case}: the key is free"
     );
     assert!(
-        b.extend_lease(&ctx, &key, LONG_TTL)
-            .await
-            .expect("ownership_extend: extend")
+        c.ok("extend", b.extend_lease(&c.ctx, &c.key, LONG_TTL).await)
             .is_none(),
-        "ownership_extend: another owner must not extend the lock"
+        "{case}: another owner must not extend the lock"
     );
     assert!(
-        a.extend_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("ownership_extend: holder extend"),
-        "ownership_extend: the holder's extend must succeed"
+        c.extend_lock("holder extend", &a, LONG_TTL).await,
+        "{case}: the holder's extend must succeed"
     );
     assert!(
-        a.release_owned(&ctx, &key)
-            .await
-            .expect("ownership_extend: release"),
-        "ownership_extend: the holder still owns the lock"
+        c.release_owned("release", &a).await,
+        "{case}: the holder still owns the lock"
     );
 }
 
@@ -469,311 +601,245 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let case = "release_after_expiry";
-    let (ctx, key) = (ctx(case), unique_key(case));
+    let c = Case::new("release_after_expiry_keeps_next_holder");
+    let case = c.name;
     let ttl = config.short_ttl();
     let a = make_owner().await;
     let b = make_owner().await;
-    let c = make_owner().await;
-    assert!(
-        a.try_acquire_lock(&ctx, &key, ttl)
-            .await
-            .expect("release_after_expiry: try")
-    );
+    let d = make_owner().await;
+    assert!(c.try_lock("try", &a, ttl).await, "{case}: the key is free");
     tokio::time::sleep(config.expiry_wait(ttl)).await;
     assert!(
-        b.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("release_after_expiry: b try"),
-        "release_after_expiry: the key must be free after the ttl"
+        c.try_lock("b try", &b, LONG_TTL).await,
+        "{case}: the key must be free after the ttl"
     );
     assert!(
-        !a.release_owned(&ctx, &key)
-            .await
-            .expect("release_after_expiry: stale release"),
-        "release_after_expiry: the stale holder's release must report false"
+        !c.release_owned("stale release", &a).await,
+        "{case}: the stale holder's release must report false"
     );
     assert!(
-        !a.extend_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("release_after_expiry: stale extend"),
-        "release_after_expiry: the stale holder must not extend the new lock"
+        !c.extend_lock("stale extend", &a, LONG_TTL).await,
+        "{case}: the stale holder must not extend the new lock"
     );
     assert!(
-        !c.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("release_after_expiry: c try"),
-        "release_after_expiry: the stale release must not free the next holder's lock"
+        !c.try_lock("third owner's try", &d, LONG_TTL).await,
+        "{case}: the stale release must not free the next holder's lock"
     );
-    let info = b
-        .inspect_lock(&ctx, &key)
-        .await
-        .expect("release_after_expiry: inspect");
+    let info = c.inspect("inspect", &b).await;
     assert!(
         info.held && info.held_by_me,
-        "release_after_expiry: b must still hold: {info:?}"
+        "{case}: b must still hold: {info:?}"
     );
     assert!(
-        b.release_owned(&ctx, &key)
-            .await
-            .expect("release_after_expiry: b release"),
-        "release_after_expiry: b must still own the lock"
+        c.release_owned("b release", &b).await,
+        "{case}: b must still own the lock"
     );
 }
 
 /// Extending a lock before it expires keeps it held past its original ttl.
-pub async fn extend<F, Fut>(make_owner: F, config: SuiteConfig)
+pub async fn extend_keeps_the_lock_past_its_first_ttl<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("extend"), unique_key("extend"));
+    let c = Case::new("extend_keeps_the_lock_past_its_first_ttl");
+    let case = c.name;
     let ttl = config.short_ttl();
     let a = make_owner().await;
     let b = make_owner().await;
-    let first = a
-        .try_acquire_lease(&ctx, &key, ttl)
+    let first = c
+        .try_lease("try", &a, ttl)
         .await
-        .expect("extend: try")
-        .expect("extend: the key is free");
-    let extended = a
-        .extend_lease(&ctx, &key, LONG_TTL)
-        .await
-        .expect("extend: extend")
-        .expect("extend: the holder's extend must succeed");
-    assert_eq!(extended.key, key, "extend: lease key");
+        .unwrap_or_else(|| panic!("{case}: the key is free"));
+    let extended = c
+        .ok("extend", a.extend_lease(&c.ctx, &c.key, LONG_TTL).await)
+        .unwrap_or_else(|| panic!("{case}: the holder's extend must succeed"));
+    assert_eq!(extended.key, c.key, "{case}: lease key");
     assert!(
         extended.valid_until > first.valid_until,
-        "extend: the validity deadline must move: {first:?} -> {extended:?}"
+        "{case}: the validity deadline must move: {first:?} -> {extended:?}"
     );
     tokio::time::sleep(config.expiry_wait(ttl)).await;
     assert!(
-        !b.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("extend: other try"),
-        "extend: the extended lock must outlive its first ttl"
+        !c.try_lock("other try", &b, LONG_TTL).await,
+        "{case}: the extended lock must outlive its first ttl"
     );
-    assert!(
-        a.release_owned(&ctx, &key).await.expect("extend: release"),
-        "extend: still ours"
-    );
+    assert!(c.release_owned("release", &a).await, "{case}: still ours");
     let err = a
-        .extend_lease(&ctx, &key, Duration::ZERO)
+        .extend_lease(&c.ctx, &c.key, Duration::ZERO)
         .await
-        .expect_err("extend: zero ttl");
-    assert_eq!(err.kind(), ErrorKind::BadRequest, "extend: zero ttl: {err}");
+        .expect_err("extend_keeps_the_lock_past_its_first_ttl: zero ttl must fail");
+    assert_eq!(err.kind(), ErrorKind::BadRequest, "{case}: zero ttl: {err}");
 }
 
 /// Inspection reports free / held by me / held by another, with a plausible remaining ttl.
-pub async fn inspection<F, Fut>(make_owner: F, config: SuiteConfig)
+pub async fn inspect_tells_free_mine_and_theirs<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("inspection"), unique_key("inspection"));
+    let c = Case::new("inspect_tells_free_mine_and_theirs");
+    let case = c.name;
     let a = make_owner().await;
     let b = make_owner().await;
-    let info = a.inspect_lock(&ctx, &key).await.expect("inspection: free");
+    let info = c.inspect("free", &a).await;
     assert!(
         !info.held && !info.held_by_me,
-        "inspection: a fresh key must be free: {info:?}"
+        "{case}: a fresh key must be free: {info:?}"
     );
     assert!(
-        a.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("inspection: try")
+        c.try_lock("try", &a, LONG_TTL).await,
+        "{case}: the key is free"
     );
-    let mine = a
-        .inspect_lock(&ctx, &key)
-        .await
-        .expect("inspection: by holder");
+    let mine = c.inspect("by holder", &a).await;
     assert!(
         mine.held && mine.held_by_me,
-        "inspection: holder's view: {mine:?}"
+        "{case}: holder's view: {mine:?}"
     );
     if let Some(left) = mine.remaining_ttl {
         assert!(
             left > Duration::ZERO && left <= LONG_TTL + config.ttl_granularity,
-            "inspection: remaining ttl {left:?} for a ttl of {LONG_TTL:?}"
+            "{case}: remaining ttl {left:?} for a ttl of {LONG_TTL:?}"
         );
     }
-    let theirs = b
-        .inspect_lock(&ctx, &key)
-        .await
-        .expect("inspection: by other");
+    let theirs = c.inspect("by other", &b).await;
     assert!(
         theirs.held && !theirs.held_by_me,
-        "inspection: other's view: {theirs:?}"
+        "{case}: other's view: {theirs:?}"
     );
-    a.release_lock(&ctx, &key)
-        .await
-        .expect("inspection: release");
-    let after = b
-        .inspect_lock(&ctx, &key)
-        .await
-        .expect("inspection: after release");
-    assert!(
-        !after.held,
-        "inspection: released key must be free: {after:?}"
-    );
+    c.release_lock("release", &a).await;
+    let after = c.inspect("after release", &b).await;
+    assert!(!after.held, "{case}: released key must be free: {after:?}");
 }
 
 /// A [`LockGuard`] keeps the lock past its ttl by renewing it, and releases it.
-pub async fn guard_renewal<F, Fut>(make_owner: F, config: SuiteConfig)
+pub async fn guard_renews_past_the_ttl_and_releases<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("guard_renewal"), unique_key("guard_renewal"));
+    let c = Case::new("guard_renews_past_the_ttl_and_releases");
+    let case = c.name;
     let ttl = config.short_ttl();
     let a = make_owner().await;
     let b = make_owner().await;
-    let guard = LockGuard::acquire(a, &ctx, &key, ttl, Duration::ZERO)
-        .await
-        .expect("guard_renewal: acquire");
+    let guard = c.ok(
+        "acquire",
+        LockGuard::acquire(a, &c.ctx, &c.key, ttl, Duration::ZERO).await,
+    );
     let first = guard.lease();
     tokio::time::sleep(config.expiry_wait(ttl)).await;
     assert!(
         !guard.is_lost(),
-        "guard_renewal: renewal failed (lost signal fired)"
+        "{case}: renewal failed (lost signal fired)"
     );
     assert!(
         guard.lease().is_valid(),
-        "guard_renewal: the lease must be valid: {guard:?}"
+        "{case}: the lease must be valid: {guard:?}"
     );
     assert!(
         guard.lease().valid_until > first.valid_until,
-        "guard_renewal: renewals must move the deadline"
+        "{case}: renewals must move the deadline"
     );
     assert!(
-        !b.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("guard_renewal: other try"),
-        "guard_renewal: the renewed lock must outlive its first ttl"
+        !c.try_lock("other try", &b, LONG_TTL).await,
+        "{case}: the renewed lock must outlive its first ttl"
     );
+    assert!(c.ok("release", guard.release().await), "{case}: released");
     assert!(
-        guard.release().await.expect("guard_renewal: release"),
-        "guard_renewal: released"
+        c.try_lock("try after", &b, LONG_TTL).await,
+        "{case}: the key must be free after the guard's release"
     );
-    assert!(
-        b.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("guard_renewal: try after"),
-        "guard_renewal: the key must be free after the guard's release"
-    );
-    b.release_lock(&ctx, &key)
-        .await
-        .expect("guard_renewal: cleanup");
+    c.release_lock("cleanup", &b).await;
 }
 
 /// The lost signal fires when a renewal is refused (here: the lock was released behind
 /// the guard's back and taken by another owner), and the lost guard's release leaves the
 /// new holder alone.
-pub async fn guard_lost_signal<F, Fut>(make_owner: F, config: SuiteConfig)
-where
+pub async fn guard_signals_loss_and_spares_the_next_holder<F, Fut>(
+    make_owner: F,
+    config: SuiteConfig,
+) where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let (ctx, key) = (ctx("guard_lost_signal"), unique_key("guard_lost_signal"));
+    let c = Case::new("guard_signals_loss_and_spares_the_next_holder");
+    let case = c.name;
     let ttl = config.short_ttl() * 2;
     let a = make_owner().await;
     let b = make_owner().await;
-    let guard = LockGuard::acquire(a.clone(), &ctx, &key, ttl, Duration::ZERO)
-        .await
-        .expect("guard_lost_signal: acquire");
-    assert!(
-        a.release_owned(&ctx, &key)
-            .await
-            .expect("guard_lost_signal: release behind")
+    let guard = c.ok(
+        "acquire",
+        LockGuard::acquire(a.clone(), &c.ctx, &c.key, ttl, Duration::ZERO).await,
     );
     assert!(
-        b.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("guard_lost_signal: b try")
+        c.release_owned("release behind", &a).await,
+        "{case}: the guard's lock must release"
+    );
+    assert!(
+        c.try_lock("b try", &b, LONG_TTL).await,
+        "{case}: the key must be free after the release"
     );
     let limit = guard.renew_interval() + config.slack;
     tokio::time::timeout(limit, guard.lost())
         .await
-        .expect("guard_lost_signal: the lost signal must fire at the next renewal");
+        .unwrap_or_else(|_| panic!("{case}: the lost signal must fire at the next renewal"));
+    assert!(guard.is_lost(), "{case}: is_lost after the signal");
     assert!(
-        guard.is_lost(),
-        "guard_lost_signal: is_lost after the signal"
+        !c.ok("release lost guard", guard.release().await),
+        "{case}: releasing a lost guard must report false"
     );
-    assert!(
-        !guard
-            .release()
-            .await
-            .expect("guard_lost_signal: release lost guard"),
-        "guard_lost_signal: releasing a lost guard must report false"
-    );
-    let info = b
-        .inspect_lock(&ctx, &key)
-        .await
-        .expect("guard_lost_signal: inspect");
+    let info = c.inspect("inspect", &b).await;
     assert!(
         info.held_by_me,
-        "guard_lost_signal: the new holder must keep the lock: {info:?}"
+        "{case}: the new holder must keep the lock: {info:?}"
     );
-    b.release_lock(&ctx, &key)
-        .await
-        .expect("guard_lost_signal: cleanup");
+    c.release_lock("cleanup", &b).await;
 }
 
 /// `acquire_lease` waits for a release within its timeout, gives up with `LOCK_TIMEOUT`
 /// after it, and makes one attempt with a zero timeout.
-pub async fn lock_timeout_within_timeout<F, Fut>(make_owner: F, config: SuiteConfig)
-where
+pub async fn acquire_waits_for_a_release_within_its_timeout<F, Fut>(
+    make_owner: F,
+    config: SuiteConfig,
+) where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
 {
-    let case = "lock_timeout";
-    let (ctx, key) = (ctx(case), unique_key(case));
+    let c = Case::new("acquire_waits_for_a_release_within_its_timeout");
+    let case = c.name;
+    let (ctx, key) = (&c.ctx, c.key.as_str());
     let a = make_owner().await;
     let b = make_owner().await;
     assert!(
-        a.try_acquire_lock(&ctx, &key, LONG_TTL)
-            .await
-            .expect("lock_timeout: try")
+        c.try_lock("try", &a, LONG_TTL).await,
+        "{case}: the key is free"
     );
 
     let err = b
-        .acquire_lease(&ctx, &key, LONG_TTL, Duration::ZERO)
+        .acquire_lease(ctx, key, LONG_TTL, Duration::ZERO)
         .await
-        .expect_err("lock_timeout: zero timeout on a held key");
+        .expect_err(
+            "acquire_waits_for_a_release_within_its_timeout: zero timeout on a held key must fail",
+        );
     assert_eq!(
         err.code(),
         codes::LOCK_TIMEOUT,
-        "lock_timeout: zero timeout: {err}"
+        "{case}: zero timeout: {err}"
     );
 
     let timeout = Duration::from_millis(600);
     let start = Instant::now();
     let err = b
-        .acquire_lease(&ctx, &key, LONG_TTL, timeout)
+        .acquire_lease(ctx, key, LONG_TTL, timeout)
         .await
-        .expect_err("lock_timeout: held key");
-    let waited = start.elapsed();
-    assert_eq!(err.code(), codes::LOCK_TIMEOUT, "lock_timeout: {err}");
-    assert_eq!(err.kind(), ErrorKind::Conflict, "lock_timeout: {err}");
-    assert_eq!(err.status(), 409, "lock_timeout: status");
-    assert_eq!(
-        err.detail("key"),
-        Some(key.as_str()),
-        "lock_timeout: details.key"
-    );
-    assert_eq!(err.trace_id(), ctx.trace_id(), "lock_timeout: trace id");
-    assert!(
-        waited >= timeout - Duration::from_millis(20),
-        "lock_timeout: early: {waited:?}"
-    );
-    assert!(
-        waited <= timeout + config.slack,
-        "lock_timeout: late: {waited:?}"
-    );
+        .expect_err("acquire_waits_for_a_release_within_its_timeout: held key must fail");
+    c.assert_waited(start.elapsed(), timeout, &config);
+    c.assert_lock_timeout(&err);
 
     // Released while b waits: b gets it well within its timeout.
     let releaser = {
-        let (a, ctx, key) = (a.clone(), ctx.clone(), key.clone());
+        let (a, ctx, key) = (a.clone(), ctx.clone(), key.to_owned());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             a.release_owned(&ctx, &key).await
@@ -781,25 +847,23 @@ where
     };
     let long = Duration::from_secs(5);
     let start = Instant::now();
-    let lease = b
-        .acquire_lease(&ctx, &key, LONG_TTL, long)
-        .await
-        .expect("lock_timeout: acquire must succeed once the holder releases");
+    let lease = c.ok(
+        "acquire must succeed once the holder releases",
+        b.acquire_lease(ctx, key, LONG_TTL, long).await,
+    );
     assert!(
         start.elapsed() < long,
-        "lock_timeout: acquired only at the deadline"
+        "{case}: acquired only at the deadline"
     );
-    assert!(lease.is_valid(), "lock_timeout: fresh lease valid");
-    assert!(
-        releaser
-            .await
-            .expect("lock_timeout: releaser task")
-            .expect("lock_timeout: release"),
-        "lock_timeout: the holder's release must report true"
-    );
-    b.release_lock(&ctx, &key)
+    assert!(lease.is_valid(), "{case}: fresh lease valid");
+    let released = releaser
         .await
-        .expect("lock_timeout: cleanup");
+        .unwrap_or_else(|e| panic!("{case}: releaser task: {e}"));
+    assert!(
+        c.ok("release", released),
+        "{case}: the holder's release must report true"
+    );
+    c.release_lock("cleanup", &b).await;
 }
 
 /// Many tasks on several owners hammer a few keys with `acquire_lease` + `release_owned`;
@@ -885,4 +949,39 @@ where
         expected,
         "{case}: every round must get in"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::CASES;
+
+    /// A case written here but missing from the list in `conformance_tests!` would run on no
+    /// backend; this compares the list with the case functions this file defines.
+    #[test]
+    fn every_case_function_is_in_the_macro_list() {
+        let defined: BTreeSet<&str> = include_str!("testing.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .filter_map(|rest| rest.split(['<', '(']).next())
+            .collect();
+        let listed: BTreeSet<&str> = CASES.iter().copied().collect();
+        assert_eq!(
+            listed.len(),
+            CASES.len(),
+            "a case is listed twice: {CASES:?}"
+        );
+        assert_eq!(defined, listed, "case functions vs. the macro's list");
+    }
+
+    #[test]
+    fn case_names_say_what_they_check() {
+        for case in CASES {
+            assert!(
+                case.matches('_').count() >= 1 && !case.ends_with(|c: char| c.is_ascii_digit()),
+                "{case}: name the case after the behaviour it checks"
+            );
+        }
+    }
 }

@@ -12,54 +12,17 @@ fn owners() -> impl Fn() -> std::future::Ready<Arc<dyn Lock>> {
     move || std::future::ready(Arc::new(MemoryLock::with_table(table.clone())) as Arc<dyn Lock>)
 }
 
-fn config() -> SuiteConfig {
-    SuiteConfig::default()
-}
-
-macro_rules! cases {
-    ($($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                testing::$case(owners(), config()).await;
-            }
-        )+
-    };
-}
-
-cases!(
-    lock_1,
-    lock_2,
-    lock_3,
-    bad_input,
-    expiry,
-    ownership_release,
-    ownership_extend,
-    release_after_expiry_keeps_next_holder,
-    stale_lease_keeps_newer_acquisition,
-    extend,
-    inspection,
-    guard_renewal,
-    guard_lost_signal,
-    lock_timeout_within_timeout,
-    mutual_exclusion,
-);
+lock_core::conformance_tests!(owners: owners(), config: SuiteConfig::default());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_on_one_table() {
-    testing::run_all(owners(), config()).await;
+    testing::run_all(owners(), SuiteConfig::default()).await;
 }
 
 /// The suite with a heavier mutual-exclusion load than the default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_heavy() {
-    let config = SuiteConfig {
-        mutual_exclusion_owners: 6,
-        mutual_exclusion_tasks: 16,
-        mutual_exclusion_keys: 2,
-        mutual_exclusion_rounds: 20,
-        ..SuiteConfig::default()
-    };
+    let config = SuiteConfig::default().with_mutual_exclusion_load(6, 16, 2, 20);
     testing::mutual_exclusion(owners(), config).await;
 }
 
@@ -74,13 +37,14 @@ mod the_suite_can_fail {
 
     #[tokio::test]
     #[should_panic(expected = "not reentrant")]
-    async fn null_lock_fails_lock_1() {
-        testing::lock_1(null_owners(), config()).await;
+    async fn null_lock_fails_try_acquire_is_exclusive_and_not_reentrant() {
+        testing::try_acquire_is_exclusive_and_not_reentrant(null_owners(), SuiteConfig::default())
+            .await;
     }
 
     #[tokio::test]
     #[should_panic(expected = "mutual_exclusion")]
     async fn null_lock_fails_mutual_exclusion() {
-        testing::mutual_exclusion(null_owners(), config()).await;
+        testing::mutual_exclusion(null_owners(), SuiteConfig::default()).await;
     }
 }

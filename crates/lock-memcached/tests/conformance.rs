@@ -18,18 +18,15 @@ use memcached_testkit::ServerTarget;
 
 type OwnerFuture = Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send>>;
 
-/// Owners (lock instances) that all talk to `target` in `protocol` mode, configured like the
-/// original's documented example: top-level host and port.
-fn owners(
-    target: &ServerTarget,
-    protocol: &'static str,
-) -> impl Fn() -> OwnerFuture + Send + Sync + Clone + 'static {
-    let host = target.host();
-    let port = target.port().to_string();
+/// Owners (lock instances) that all talk to one server in `protocol` mode, configured like
+/// the original's documented example: top-level host and port. The factory keeps the
+/// server (when spawned) running for as long as the case holds it.
+fn owners(protocol: &'static str) -> impl Fn() -> OwnerFuture + Send + Sync + Clone + 'static {
+    let target = Arc::new(ServerTarget::from_env_or_spawn().expect("memcached for the suite"));
     move || {
         let config = ConfigParams::from_tuples([
-            ("host", host.clone()),
-            ("port", port.clone()),
+            ("host", target.host()),
+            ("port", target.port().to_string()),
             ("options.protocol", protocol.to_string()),
         ]);
         Box::pin(async move {
@@ -43,51 +40,8 @@ fn owners(
 
 fn suite_config() -> SuiteConfig {
     // MemcachedLock hands out fencing tokens (boot epoch and CAS): check that they grow.
-    SuiteConfig {
-        supports_fencing: true,
-        ..SuiteConfig::one_second_granularity()
-    }
+    SuiteConfig::one_second_granularity().with_fencing(true)
 }
 
-macro_rules! cases {
-    ($protocol:literal: $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let target = super::ServerTarget::from_env_or_spawn().expect("memcached for the suite");
-                lock_core::testing::$case(super::owners(&target, $protocol), super::suite_config())
-                    .await;
-            }
-        )+
-    };
-}
-
-macro_rules! suite {
-    ($protocol:literal) => {
-        cases!(
-            $protocol: lock_1,
-            lock_2,
-            lock_3,
-            bad_input,
-            expiry,
-            ownership_release,
-            ownership_extend,
-            release_after_expiry_keeps_next_holder,
-            stale_lease_keeps_newer_acquisition,
-            extend,
-            inspection,
-            guard_renewal,
-            guard_lost_signal,
-            lock_timeout_within_timeout,
-            mutual_exclusion,
-        );
-    };
-}
-
-mod meta {
-    suite!("meta");
-}
-
-mod classic {
-    suite!("classic");
-}
+lock_core::conformance_tests!(mod meta, owners: owners("meta"), config: suite_config());
+lock_core::conformance_tests!(mod classic, owners: owners("classic"), config: suite_config());

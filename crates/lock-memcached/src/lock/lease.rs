@@ -62,14 +62,14 @@ impl HeldLease {
     }
 
     pub(super) fn to_lease(&self, key: &str) -> Lease {
-        Lease {
-            key: key.to_string(),
-            token: LockValue::token(&self.value).to_string(),
-            fencing_token: Some(self.fencing_token),
-            ttl: self.ttl,
-            acquired_at: self.acquired_at,
-            valid_until: self.valid_until,
-        }
+        Lease::new(
+            key,
+            LockValue::token(&self.value),
+            Some(self.fencing_token),
+            self.ttl,
+            self.acquired_at,
+            self.valid_until,
+        )
     }
 }
 
