@@ -8,7 +8,9 @@ use std::time::Duration;
 use commons::{Context, ErrorKind, codes};
 use memcached_testkit::FaultProxy;
 
-use crate::client::test_support::{ClassicServer, add, cas_set, ctx, delete, get, opts, start};
+use crate::client::test_support::{
+    ClassicServer, add, cas_of, ctx, delete, get, lock_cycle, opts, raw_get, start,
+};
 use crate::client::{ClientOptions, Reply, Request};
 
 async fn run(server: &ClassicServer, req: Request) -> Reply {
@@ -17,35 +19,6 @@ async fn run(server: &ClassicServer, req: Request) -> Reply {
         .await
         .expect("request failed")
         .reply
-}
-
-fn cas_of(reply: &Reply) -> u64 {
-    match reply {
-        Reply::Hd(flags) => flags.cas.expect("a store reports the cas"),
-        other => panic!("expected Hd, got {other:?}"),
-    }
-}
-
-/// A classic `get` on a separate socket, bypassing the client under test.
-fn raw_get(address: &str, k: &str) -> Option<Vec<u8>> {
-    let mut s = std::net::TcpStream::connect(address).expect("connect");
-    s.write_all(format!("get {k}\r\n").as_bytes())
-        .expect("write");
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read");
-    if line == "END\r\n" {
-        return None;
-    }
-    let len: usize = line
-        .split(' ')
-        .nth(3)
-        .and_then(|t| t.trim_end().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected {line:?}"));
-    let mut data = vec![0u8; len + 2];
-    std::io::Read::read_exact(&mut r, &mut data).expect("data");
-    data.truncate(len);
-    Some(data)
 }
 
 /// A classic `add` on a separate socket (another client holding a lock).
@@ -66,48 +39,7 @@ async fn classic_round_trips_translate_meta_requests() {
     assert_eq!(identity.pid, mc.pid());
     assert_eq!(server.health().version().as_deref(), Some("1.6.18"));
 
-    let cas = cas_of(&run(&server, add("lk", b"tok", 5)).await);
-    assert!(cas > 0);
-    assert!(matches!(
-        run(&server, add("lk", b"other", 5)).await,
-        Reply::Ns(_)
-    ));
-    match run(&server, get("lk")).await {
-        Reply::Va { data, flags } => {
-            assert_eq!(data, b"tok");
-            assert_eq!(flags.cas, Some(cas));
-            assert_eq!(flags.ttl, None, "classic gets has no remaining ttl");
-        }
-        other => panic!("{other:?}"),
-    }
-    // Extend: only with the current cas; the new cas is learned.
-    assert!(matches!(
-        run(&server, cas_set("lk", b"tok", cas + 100, 9)).await,
-        Reply::Ex(_)
-    ));
-    let cas2 = cas_of(&run(&server, cas_set("lk", b"tok", cas, 9)).await);
-    assert_ne!(cas2, cas);
-    // Release: a stale cas changes nothing; the current one deletes.
-    assert!(matches!(
-        run(&server, delete("lk", cas)).await,
-        Reply::Ex(_)
-    ));
-    assert_eq!(raw_get(&mc.address(), "lk").as_deref(), Some(&b"tok"[..]));
-    assert!(matches!(
-        run(&server, delete("lk", cas2)).await,
-        Reply::Hd(_)
-    ));
-    assert_eq!(raw_get(&mc.address(), "lk"), None, "the item is gone");
-    assert!(matches!(run(&server, get("lk")).await, Reply::En));
-    // Gone: release and extend report not found; a new add takes the key at once.
-    assert!(matches!(
-        run(&server, delete("lk", cas2)).await,
-        Reply::Nf(_)
-    ));
-    assert!(matches!(
-        run(&server, cas_set("lk", b"tok", cas2, 5)).await,
-        Reply::Nf(_)
-    ));
+    let cas2 = lock_cycle(&server, &mc.address(), |ttl| ttl.is_none()).await;
     let cas3 = cas_of(&run(&server, add("lk", b"new", 5)).await);
     assert!(cas3 > cas2);
     assert_eq!(raw_get(&mc.address(), "lk").as_deref(), Some(&b"new"[..]));

@@ -7,7 +7,9 @@ use commons::{Context, Error, ErrorKind, codes};
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
 use crate::client::meta::Connection;
-use crate::client::test_support::{MetaServer as Server, add, ctx, get, key, opts, start};
+use crate::client::test_support::{
+    MetaServer as Server, add, ctx, get, key, lock_cycle, opts, start,
+};
 use crate::client::{
     ClientOptions, Cluster, Endpoint, KeyDistribution as Distribution, ProtocolMode, Reply,
     Request, SetMode, WireKey,
@@ -33,69 +35,7 @@ async fn run_endpoint(endpoint: &Endpoint, req: Request) -> Reply {
 async fn meta_round_trips() {
     let mc = start();
     let server = Server::new(mc.address(), opts());
-    let Reply::Hd(stored) = run(&server, add("lk", b"tok", 5)).await else {
-        panic!("add")
-    };
-    let cas = stored.cas.expect("ms c returns the cas");
-    assert!(cas > 0);
-    assert!(matches!(
-        run(&server, add("lk", b"other", 5)).await,
-        Reply::Ns(_)
-    ));
-    match run(&server, get("lk")).await {
-        Reply::Va { data, flags } => {
-            assert_eq!(data, b"tok");
-            assert_eq!(flags.cas, Some(cas));
-            assert!(matches!(flags.ttl, Some(1..=5)), "{flags:?}");
-        }
-        other => panic!("{other:?}"),
-    }
-    let wrong = Request::Delete {
-        key: key("lk"),
-        cas: cas + 100,
-    };
-    assert!(matches!(run(&server, wrong).await, Reply::Ex(_)));
-    let extend = Request::Set {
-        key: key("lk"),
-        data: b"tok".to_vec().into(),
-        mode: SetMode::Cas(cas),
-        ttl_secs: 9,
-    };
-    let Reply::Hd(extended) = run(&server, extend).await else {
-        panic!("extend")
-    };
-    let new_cas = extended.cas.expect("cas");
-    assert_ne!(new_cas, cas);
-    let stale = Request::Delete {
-        key: key("lk"),
-        cas,
-    };
-    assert!(matches!(run(&server, stale).await, Reply::Ex(_)));
-    let stale_extend = Request::Set {
-        key: key("lk"),
-        data: b"x".to_vec().into(),
-        mode: SetMode::Cas(cas),
-        ttl_secs: 9,
-    };
-    assert!(matches!(run(&server, stale_extend).await, Reply::Ex(_)));
-    let release = Request::Delete {
-        key: key("lk"),
-        cas: new_cas,
-    };
-    assert!(matches!(run(&server, release).await, Reply::Hd(_)));
-    assert_eq!(run(&server, get("lk")).await, Reply::En);
-    let gone = Request::Delete {
-        key: key("lk"),
-        cas: new_cas,
-    };
-    assert!(matches!(run(&server, gone).await, Reply::Nf(_)));
-    let missing = Request::Set {
-        key: key("lk"),
-        data: b"x".to_vec().into(),
-        mode: SetMode::Cas(1),
-        ttl_secs: 9,
-    };
-    assert!(matches!(run(&server, missing).await, Reply::Nf(_)));
+    lock_cycle(&server, &mc.address(), |ttl| matches!(ttl, Some(1..=5))).await;
     // Base64 keys carry arbitrary bytes: "lock\n name" encoded.
     let b64 = WireKey::new_unchecked(b"bG9jawogbmFtZQ==".to_vec(), true);
     let set = Request::Set {
