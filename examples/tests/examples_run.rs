@@ -207,6 +207,11 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
+/// Runs example `name` against `memcached`.
+fn run_on(memcached: &MemcachedServer, name: &str, args: &[&str]) -> Run {
+    run(name, args, Some((memcached.host(), memcached.port())))
+}
+
 fn server() -> MemcachedServer {
     MemcachedServer::start().expect("memcached starts (scripts/test installs it)")
 }
@@ -251,11 +256,7 @@ fn container_runs_on_the_embedded_memory_config_without_any_server() {
 #[test]
 fn container_runs_the_same_code_on_memcached_json() {
     let memcached = server();
-    let out = run(
-        "container",
-        &["examples/config/memcached.json"],
-        Some((memcached.host(), memcached.port())),
-    );
+    let out = run_on(&memcached, "container", &["examples/config/memcached.json"]);
     out.assert_success("container (memcached.json)");
     out.assert_prints("configuration: examples/config/memcached.json");
     out.assert_prints("lock component: pip-services:lock:memcached:default:1.0");
@@ -326,11 +327,7 @@ fn container_reports_a_missing_or_bad_config_file() {
 #[test]
 fn quickstart_runs_against_memcached() {
     let memcached = server();
-    let out = run(
-        "quickstart",
-        &[],
-        Some((memcached.host(), memcached.port())),
-    );
+    let out = run_on(&memcached, "quickstart", &[]);
     out.assert_success("quickstart");
     out.assert_prints("try_acquire_lock(key1, 3000 ms): acquired");
     out.assert_prints("release_lock(key1): released");
@@ -365,10 +362,10 @@ fn quickstart_without_memcached_explains_how_to_start_it() {
 #[test]
 fn distributed_runs_each_round_exactly_once_across_processes() {
     let memcached = server();
-    let out = run(
+    let out = run_on(
+        &memcached,
         "distributed",
         &["--workers", "3", "--rounds", "5"],
-        Some((memcached.host(), memcached.port())),
     );
     out.assert_success("distributed");
     for worker in 1..=3 {
@@ -395,10 +392,10 @@ fn distributed_runs_each_round_exactly_once_across_processes() {
 #[test]
 fn distributed_freeze_shows_the_lost_signal_and_fencing_refusing_a_stale_holder() {
     let memcached = server();
-    let out = run(
+    let out = run_on(
+        &memcached,
         "distributed",
         &["--workers", "3", "--rounds", "3", "--freeze-round", "2"],
-        Some((memcached.host(), memcached.port())),
     );
     out.assert_success("distributed --freeze-round 2");
     out.assert_prints("(the store froze the holder of round 2, pid ");
