@@ -102,6 +102,17 @@ fn taken(log: &Log) -> Vec<String> {
     std::mem::take(&mut *log.lock().unwrap())
 }
 
+/// What closing the components a, b and c (opened in that order) logs: each closed,
+/// then each unregistered, in reverse order.
+const CLOSE_ORDER_OF_A_B_C: [&str; 6] = [
+    "close c",
+    "close b",
+    "close a",
+    "unset_references c",
+    "unset_references b",
+    "unset_references a",
+];
+
 fn three() -> serde_json::Value {
     json!([
         {"descriptor": "test:recorder:a:one:1.0", "name": "a"},
@@ -146,17 +157,7 @@ async fn happy_path_configures_wires_then_opens_in_order_and_closes_in_reverse()
 
     container.close(&ctx).await.unwrap();
     assert!(!container.is_open());
-    assert_eq!(
-        taken(&log),
-        [
-            "close c",
-            "close b",
-            "close a",
-            "unset_references c",
-            "unset_references b",
-            "unset_references a",
-        ]
-    );
+    assert_eq!(taken(&log), CLOSE_ORDER_OF_A_B_C);
     assert!(all.iter().all(|r| !r.is_open()));
     assert_eq!(
         container.references().len(),
@@ -274,17 +275,7 @@ async fn close_tries_every_component_and_returns_the_first_error() {
         .unwrap_err();
     assert_eq!(err.message(), "c failed at close");
     assert_eq!(err.trace_id(), Some("bye"));
-    assert_eq!(
-        taken(&log),
-        [
-            "close c",
-            "close b",
-            "close a",
-            "unset_references c",
-            "unset_references b",
-            "unset_references a"
-        ]
-    );
+    assert_eq!(taken(&log), CLOSE_ORDER_OF_A_B_C);
     assert!(!container.is_open());
 }
 

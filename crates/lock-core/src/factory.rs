@@ -159,11 +159,17 @@ mod tests {
         ]
     }
 
-    fn container_with(factory: Arc<dyn Factory>, config: &str) -> Container {
-        let mut container = Container::new();
-        container.add_factory(factory);
-        container.read_config_str(config).unwrap();
-        container
+    /// One container per entry of `factories()`, each with its factory and `config` read.
+    fn containers_with(config: &str) -> Vec<(&'static str, Container)> {
+        factories()
+            .into_iter()
+            .map(|(name, factory)| {
+                let mut container = Container::new();
+                container.add_factory(factory);
+                container.read_config_str(config).unwrap();
+                (name, container)
+            })
+            .collect()
     }
 
     async fn try_take(lock: &Arc<dyn Lock>, ctx: &Context) -> bool {
@@ -248,16 +254,13 @@ mod tests {
 
     #[tokio::test]
     async fn works_in_a_container_and_configuration_is_applied() {
-        for (name, factory) in factories() {
+        let config = r#"{"components": [
+            {"descriptor": "pip-services:lock:memory:main:1.0",
+             "options": {"retry_timeout": 250, "max_ttl": 60000}},
+            {"descriptor": "pip-services:lock:null:off:1.0"}
+        ]}"#;
+        for (name, container) in containers_with(config) {
             let ctx = Context::with_trace_id("boot");
-            let container = container_with(
-                factory,
-                r#"{"components": [
-                    {"descriptor": "pip-services:lock:memory:main:1.0",
-                     "options": {"retry_timeout": 250, "max_ttl": 60000}},
-                    {"descriptor": "pip-services:lock:null:off:1.0"}
-                ]}"#,
-            );
             container.open(&ctx).await.unwrap();
             let refs = container.references();
             let mem: Arc<MemoryLock> = refs
@@ -279,13 +282,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_option_fails_the_container_open_naming_the_key() {
-        for (name, factory) in factories() {
+        let config = r#"[{"descriptor": "pip-services:lock:memory:main:1.0",
+                          "options": {"retry_timeout": "soon"}}]"#;
+        for (name, container) in containers_with(config) {
             let ctx = Context::with_trace_id("boot");
-            let container = container_with(
-                factory,
-                r#"[{"descriptor": "pip-services:lock:memory:main:1.0",
-                         "options": {"retry_timeout": "soon"}}]"#,
-            );
             let err = container.open(&ctx).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{name}");
             assert!(

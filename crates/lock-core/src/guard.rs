@@ -414,6 +414,17 @@ mod tests {
         }
     }
 
+    /// A guard on key "k" (ttl 900 ms, renewed every 300 ms) over a fresh `FlakyExtend`,
+    /// whose extend mode is then set to `mode`; the lease is still the first one.
+    async fn guard_over_flaky(mode: u8) -> (Arc<FlakyExtend>, LockGuard) {
+        let flaky = Arc::new(FlakyExtend::new());
+        let guard = LockGuard::acquire(flaky.clone(), &Context::new(), "k", ms(900), ms(0))
+            .await
+            .unwrap();
+        flaky.mode.store(mode, Ordering::SeqCst);
+        (flaky, guard)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn renewal_keeps_the_lock_past_its_ttl() {
         let ctx = Context::new();
@@ -468,13 +479,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn renewal_errors_are_retried_until_the_deadline_then_lost() {
-        let ctx = Context::new();
-        let flaky = Arc::new(FlakyExtend::new());
-        let guard = LockGuard::acquire(flaky.clone(), &ctx, "k", ms(900), ms(0))
-            .await
-            .unwrap();
+        let (flaky, guard) = guard_over_flaky(1).await;
         let valid_until = guard.lease().valid_until;
-        flaky.mode.store(1, Ordering::SeqCst);
         guard.lost().await;
         assert_eq!(
             Instant::now(),
@@ -489,12 +495,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_transient_renewal_error_is_recovered() {
-        let ctx = Context::new();
-        let flaky = Arc::new(FlakyExtend::new());
-        let guard = LockGuard::acquire(flaky.clone(), &ctx, "k", ms(900), ms(0))
-            .await
-            .unwrap();
-        flaky.mode.store(1, Ordering::SeqCst);
+        let (flaky, guard) = guard_over_flaky(1).await;
         tokio::time::sleep(ms(500)).await;
         flaky.mode.store(0, Ordering::SeqCst);
         tokio::time::sleep(ms(2000)).await;
@@ -505,13 +506,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_hung_renewal_is_lost_at_the_deadline() {
-        let ctx = Context::new();
-        let flaky = Arc::new(FlakyExtend::new());
-        let guard = LockGuard::acquire(flaky.clone(), &ctx, "k", ms(900), ms(0))
-            .await
-            .unwrap();
+        let (flaky, guard) = guard_over_flaky(2).await;
         let valid_until = guard.lease().valid_until;
-        flaky.mode.store(2, Ordering::SeqCst);
         guard.lost().await;
         assert_eq!(Instant::now(), valid_until);
         assert_eq!(flaky.extends.load(Ordering::SeqCst), 1);

@@ -652,16 +652,20 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A lease on key "k" from `lock`, which must be free.
+    async fn free_lease(lock: &dyn Lock, ctx: &Context, ttl: Duration) -> Lease {
+        lock.try_acquire_lease(ctx, "k", ttl)
+            .await
+            .unwrap()
+            .expect("k is free")
+    }
+
     #[tokio::test(start_paused = true)]
     async fn expiry_follows_the_tokio_clock() {
         let ctx = Context::new();
         let a = MemoryLock::new();
         let b = a.shared_with();
-        let lease = a
-            .try_acquire_lease(&ctx, "k", ms(1000))
-            .await
-            .unwrap()
-            .unwrap();
+        let lease = free_lease(&a, &ctx, ms(1000)).await;
         assert_eq!(lease.valid_until - lease.acquired_at, ms(1000));
         assert_eq!(lease.token.len(), 32);
         tokio::time::advance(ms(999)).await;
@@ -671,11 +675,7 @@ mod tests {
         assert_eq!(info.remaining_ttl, Some(ms(1)));
         tokio::time::advance(ms(1)).await;
         assert!(!a.inspect_lock(&ctx, "k").await.unwrap().held);
-        let next = b
-            .try_acquire_lease(&ctx, "k", ms(1000))
-            .await
-            .unwrap()
-            .unwrap();
+        let next = free_lease(&b, &ctx, ms(1000)).await;
         assert!(next.fencing_token > lease.fencing_token);
         assert_ne!(next.token, lease.token);
         // a's expired lease: release deletes nothing, extend is refused.
@@ -688,11 +688,7 @@ mod tests {
     async fn extend_moves_the_deadline_and_keeps_the_token() {
         let ctx = Context::new();
         let a = MemoryLock::new();
-        let first = a
-            .try_acquire_lease(&ctx, "k", ms(100))
-            .await
-            .unwrap()
-            .unwrap();
+        let first = free_lease(&a, &ctx, ms(100)).await;
         tokio::time::advance(ms(50)).await;
         let ext = a.extend_lease(&ctx, "k", ms(1000)).await.unwrap().unwrap();
         assert_eq!(ext.token, first.token);
@@ -783,19 +779,31 @@ mod tests {
         assert_eq!(a.max_ttl(), DEFAULT_MAX_TTL);
     }
 
+    /// Acquires the keys `{prefix}-{i}` for every `i` in `ids`, asserting that each is free.
+    async fn acquire_fresh_keys(
+        a: &MemoryLock,
+        ctx: &Context,
+        prefix: &str,
+        ids: std::ops::Range<u32>,
+        ttl: Duration,
+    ) {
+        for i in ids {
+            assert!(
+                a.try_acquire_lock(ctx, &format!("{prefix}-{i}"), ttl)
+                    .await
+                    .unwrap(),
+                "{prefix}-{i} was not free"
+            );
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn churn_of_unique_expiring_keys_does_not_grow_the_table() {
         let ctx = Context::new();
         let a = MemoryLock::new();
-        for i in 0..50_000u32 {
-            assert!(
-                a.try_acquire_lock(&ctx, &format!("churn-{i}"), ms(10))
-                    .await
-                    .unwrap()
-            );
-            if i % 100 == 99 {
-                tokio::time::advance(ms(20)).await;
-            }
+        for batch in 0..500u32 {
+            acquire_fresh_keys(&a, &ctx, "churn", batch * 100..(batch + 1) * 100, ms(10)).await;
+            tokio::time::advance(ms(20)).await;
         }
         // Live entries are at most 100; the sweep runs every >= 1024 insertions.
         assert!(
@@ -812,13 +820,7 @@ mod tests {
     async fn live_keys_survive_the_sweep() {
         let ctx = Context::new();
         let a = MemoryLock::new();
-        for i in 0..3000u32 {
-            assert!(
-                a.try_acquire_lock(&ctx, &format!("live-{i}"), ms(60_000))
-                    .await
-                    .unwrap()
-            );
-        }
+        acquire_fresh_keys(&a, &ctx, "live", 0..3000, ms(60_000)).await;
         assert_eq!(a.table().len(), 3000);
         let b = a.shared_with();
         assert!(!b.try_acquire_lock(&ctx, "live-0", ms(10)).await.unwrap());
@@ -862,11 +864,7 @@ mod tests {
     async fn null_lock_always_acquires() {
         let ctx = Context::new();
         let n = NullLock::new();
-        let l1 = n
-            .try_acquire_lease(&ctx, "k", ms(1000))
-            .await
-            .unwrap()
-            .unwrap();
+        let l1 = free_lease(&n, &ctx, ms(1000)).await;
         let l2 = n
             .acquire_lease(&ctx, "k", ms(1000), Duration::ZERO)
             .await

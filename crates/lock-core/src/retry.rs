@@ -418,8 +418,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::rc::Rc;
 
     fn lease(key: &str) -> Lease {
         let now = Instant::now();
@@ -431,30 +429,40 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    /// Records the time (relative to the test start) of every attempt of a backend that
-    /// never grants the lock.
-    fn recorder() -> (Rc<RefCell<Vec<Duration>>>, Instant) {
-        (Rc::new(RefCell::new(Vec::new())), Instant::now())
+    /// Runs the retry loop on key "k" against a backend that never grants the lock, and
+    /// returns the time of every attempt (relative to the call) and the error. `pause: None`
+    /// goes through `acquire_with_retry` (random jitter); `Some(pause)` calls `retry_loop`
+    /// with that pause for exact timings.
+    async fn never_acquired(
+        ctx: &Context,
+        timeout: Duration,
+        policy: &RetryPolicy,
+        pause: Option<fn(Duration) -> Duration>,
+    ) -> (Vec<Duration>, Error) {
+        let start = Instant::now();
+        let mut times = Vec::new();
+        let attempt = || {
+            times.push(start.elapsed());
+            async { Ok(None) }
+        };
+        let outcome = match pause {
+            None => acquire_with_retry(ctx, "k", timeout, policy, None, attempt).await,
+            Some(pause) => retry_loop(ctx, "k", timeout, policy, None, attempt, pause).await,
+        };
+        (times, outcome.unwrap_err())
     }
 
     #[tokio::test(start_paused = true)]
     async fn zero_timeout_makes_exactly_one_attempt() {
-        let (times, start) = recorder();
-        let t = times.clone();
-        let err = acquire_with_retry(
+        let start = Instant::now();
+        let (times, err) = never_acquired(
             &Context::with_trace_id("z"),
-            "k",
             Duration::ZERO,
             &RetryPolicy::default(),
             None,
-            || {
-                t.borrow_mut().push(start.elapsed());
-                async { Ok(None) }
-            },
         )
-        .await
-        .unwrap_err();
-        assert_eq!(times.borrow().len(), 1);
+        .await;
+        assert_eq!(times.len(), 1);
         assert_eq!(err.code(), codes::LOCK_TIMEOUT);
         assert_eq!(err.kind(), ErrorKind::Conflict);
         assert_eq!(err.detail("key"), Some("k"));
@@ -464,51 +472,25 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn backoff_doubles_up_to_the_cap_and_the_last_attempt_is_at_the_deadline() {
-        let (times, start) = recorder();
-        let t = times.clone();
+        let start = Instant::now();
         let policy = RetryPolicy::new(ms(100)); // caps 100, 200, 400, 800, 1000, 1000...
-        let err = retry_loop(
-            &Context::new(),
-            "k",
-            ms(3000),
-            &policy,
-            None,
-            || {
-                t.borrow_mut().push(start.elapsed());
-                async { Ok(None) }
-            },
-            |cap| cap, // no jitter: always the cap
-        )
-        .await
-        .unwrap_err();
+        let (times, err) =
+            never_acquired(&Context::new(), ms(3000), &policy, Some(no_jitter)).await;
         assert_eq!(err.code(), codes::LOCK_TIMEOUT);
         let expected: Vec<Duration> = [0, 100, 300, 700, 1500, 2500, 3000]
             .into_iter()
             .map(ms)
             .collect();
-        assert_eq!(*times.borrow(), expected);
+        assert_eq!(times, expected);
         assert_eq!(start.elapsed(), ms(3000));
     }
 
     #[tokio::test(start_paused = true)]
     async fn random_jitter_stays_within_the_caps_and_never_passes_the_deadline() {
         for _ in 0..20 {
-            let (times, start) = recorder();
-            let t = times.clone();
-            let _ = acquire_with_retry(
-                &Context::new(),
-                "k",
-                ms(1000),
-                &RetryPolicy::default(),
-                None,
-                || {
-                    t.borrow_mut().push(start.elapsed());
-                    async { Ok(None) }
-                },
-            )
-            .await
-            .unwrap_err();
-            let times = times.borrow();
+            let start = Instant::now();
+            let (times, _) =
+                never_acquired(&Context::new(), ms(1000), &RetryPolicy::default(), None).await;
             // At least: 0, <=100, <=300, <=700, then the deadline.
             assert!(times.len() >= 5, "too few attempts: {times:?}");
             assert!(times.len() <= 1001, "too many attempts: {}", times.len());
@@ -681,20 +663,33 @@ mod tests {
             }
         }
 
-        #[tokio::test(start_paused = true)]
-        async fn only_one_local_waiter_polls_and_a_release_hands_over_at_once() {
+        /// A backend whose key "k" is already held by 0.
+        fn held_backend() -> Arc<Backend> {
             let backend = Arc::new(Backend::default());
             assert!(backend.try_take(0).is_some());
-            let mut tasks = Vec::new();
-            for who in 1..=10 {
-                let b = backend.clone();
-                tasks.push(tokio::spawn(async move {
-                    let start = Instant::now();
-                    b.acquire(who, Duration::from_secs(60))
-                        .await
-                        .map(|_| start.elapsed())
-                }));
-            }
+            backend
+        }
+
+        /// Spawns `who` waiting for "k" for up to `timeout`; the task gives the outcome and
+        /// how long it took.
+        fn spawn_waiter(
+            backend: &Arc<Backend>,
+            who: u32,
+            timeout: Duration,
+        ) -> tokio::task::JoinHandle<(Result<Lease>, Duration)> {
+            let b = backend.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                (b.acquire(who, timeout).await, start.elapsed())
+            })
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn only_one_local_waiter_polls_and_a_release_hands_over_at_once() {
+            let backend = held_backend();
+            let tasks: Vec<_> = (1..=10)
+                .map(|who| spawn_waiter(&backend, who, Duration::from_secs(60)))
+                .collect();
             // Let every task make its first attempt and settle.
             tokio::time::sleep(ms(1)).await;
             assert_eq!(backend.waiters.waiting_keys(), 1);
@@ -726,7 +721,7 @@ mod tests {
             }
             let mut done = 0;
             for t in tasks {
-                assert!(t.await.unwrap().is_ok());
+                assert!(t.await.unwrap().0.is_ok());
                 done += 1;
             }
             assert_eq!(done, 10);
@@ -740,13 +735,10 @@ mod tests {
 
         #[tokio::test(start_paused = true)]
         async fn a_cancelled_poller_hands_polling_to_another_waiter() {
-            let backend = Arc::new(Backend::default());
-            assert!(backend.try_take(0).is_some());
-            let b1 = backend.clone();
-            let first = tokio::spawn(async move { b1.acquire(1, Duration::from_secs(60)).await });
+            let backend = held_backend();
+            let first = spawn_waiter(&backend, 1, Duration::from_secs(60));
             tokio::time::sleep(ms(1)).await; // task 1 is the poller
-            let b2 = backend.clone();
-            let second = tokio::spawn(async move { b2.acquire(2, Duration::from_secs(60)).await });
+            let second = spawn_waiter(&backend, 2, Duration::from_secs(60));
             tokio::time::sleep(ms(1)).await;
             first.abort();
             assert!(first.await.unwrap_err().is_cancelled());
@@ -757,26 +749,17 @@ mod tests {
                 second.is_finished(),
                 "the remaining waiter must have taken over polling"
             );
-            assert!(second.await.unwrap().is_ok());
+            assert!(second.await.unwrap().0.is_ok());
             assert_eq!(*backend.holder.lock().unwrap(), Some(2));
             assert_eq!(backend.waiters.waiting_keys(), 0);
         }
 
         #[tokio::test(start_paused = true)]
         async fn a_poller_that_times_out_hands_over_and_waiters_time_out_at_their_deadline() {
-            let backend = Arc::new(Backend::default());
-            assert!(backend.try_take(0).is_some());
-            let b1 = backend.clone();
-            let short = tokio::spawn(async move {
-                let s = Instant::now();
-                (b1.acquire(1, ms(500)).await, s.elapsed())
-            });
+            let backend = held_backend();
+            let short = spawn_waiter(&backend, 1, ms(500));
             tokio::time::sleep(ms(1)).await;
-            let b2 = backend.clone();
-            let long = tokio::spawn(async move {
-                let s = Instant::now();
-                (b2.acquire(2, ms(3000)).await, s.elapsed())
-            });
+            let long = spawn_waiter(&backend, 2, ms(3000));
             let (r1, e1) = short.await.unwrap();
             assert_eq!(r1.unwrap_err().code(), codes::LOCK_TIMEOUT);
             assert_eq!(e1, ms(500));
@@ -790,16 +773,10 @@ mod tests {
 
         #[tokio::test(start_paused = true)]
         async fn a_waiter_that_is_never_woken_times_out_at_its_deadline() {
-            let backend = Arc::new(Backend::default());
-            assert!(backend.try_take(0).is_some());
-            let mut tasks = Vec::new();
-            for who in 1..=3 {
-                let b = backend.clone();
-                tasks.push(tokio::spawn(async move {
-                    let s = Instant::now();
-                    (b.acquire(who, ms(700)).await, s.elapsed())
-                }));
-            }
+            let backend = held_backend();
+            let tasks: Vec<_> = (1..=3)
+                .map(|who| spawn_waiter(&backend, who, ms(700)))
+                .collect();
             for t in tasks {
                 let (r, elapsed) = t.await.unwrap();
                 assert_eq!(r.unwrap_err().code(), codes::LOCK_TIMEOUT);
