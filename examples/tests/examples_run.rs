@@ -207,6 +207,17 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
+/// An example that found no memcached fails with status 1 and tells how to get one.
+fn assert_explains_how_to_start_memcached(out: &Run) {
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("apt-get install memcached"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("memcached -p 11211"), "{}", out.stderr);
+}
+
 /// Runs example `name` against `memcached`.
 fn run_on(memcached: &MemcachedServer, name: &str, args: &[&str]) -> Run {
     run(name, args, Some((memcached.host(), memcached.port())))
@@ -290,13 +301,7 @@ fn container_without_memcached_explains_how_to_start_it() {
         &["examples/config/memcached.json"],
         Some(("127.0.0.1", closed_port())),
     );
-    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("apt-get install memcached"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("memcached -p 11211"), "{}", out.stderr);
+    assert_explains_how_to_start_memcached(&out);
 }
 
 #[test]
@@ -345,13 +350,7 @@ fn quickstart_runs_against_memcached() {
 #[test]
 fn quickstart_without_memcached_explains_how_to_start_it() {
     let out = run("quickstart", &[], Some(("127.0.0.1", closed_port())));
-    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("apt-get install memcached"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("memcached -p 11211"), "{}", out.stderr);
+    assert_explains_how_to_start_memcached(&out);
     assert!(
         out.stderr.contains("MEMCACHED_SERVICE_HOST"),
         "{}",

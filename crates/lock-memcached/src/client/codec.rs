@@ -831,13 +831,7 @@ mod tests {
             (b"ERRORS\r\n", ReplyShape::Noop),
             (b"MN extra\r\n", ReplyShape::Noop),
         ];
-        for (bytes, shape) in wrong {
-            assert!(
-                parse(bytes, *shape).is_err(),
-                "{:?} accepted for {shape:?}",
-                String::from_utf8_lossy(bytes)
-            );
-        }
+        assert_refused(wrong);
     }
 
     #[test]
@@ -876,13 +870,7 @@ mod tests {
             (b"STAT\r\n", ReplyShape::Stats),
             (b"STAT  x\r\n", ReplyShape::Stats),
         ];
-        for (bytes, shape) in bad {
-            assert!(
-                parse(bytes, *shape).is_err(),
-                "{:?} accepted for {shape:?}",
-                String::from_utf8_lossy(bytes)
-            );
-        }
+        assert_refused(bad);
     }
 
     #[test]
@@ -923,6 +911,17 @@ mod tests {
                 }
                 _ => bytes.insert(at, alphabet[rng.random_range(0..alphabet.len())]),
             }
+        }
+    }
+
+    /// Every `(bytes, shape)` pair must be a parse error.
+    fn assert_refused(cases: &[(&[u8], ReplyShape)]) {
+        for (bytes, shape) in cases {
+            assert!(
+                parse(bytes, *shape).is_err(),
+                "{:?} accepted for {shape:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 

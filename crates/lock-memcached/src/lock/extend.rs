@@ -15,15 +15,14 @@ use crate::client::{Reply, Request, SetMode};
 use crate::codes::SERVER_RESTARTED;
 
 impl MemcachedLock {
-    /// Extends this instance's lease on `key` to `ttl` from now; `None` when it holds none
-    /// (any more).
-    pub(super) async fn extend_once(
+    /// Extends this instance's lease on `key` to `ttl` (`secs` on the wire, both checked by
+    /// `prepare`) from now; `None` when it holds none (any more).
+    pub(super) async fn extend_held(
         &self,
         ctx: &Context,
         key: &str,
-        ttl: Duration,
+        (ttl, secs): (Duration, u32),
     ) -> Result<Option<Lease>> {
-        let (_, _, secs) = self.prepare(ctx, key, ttl)?;
         let Some(held) = self.leases.get(key) else {
             return Ok(None);
         };

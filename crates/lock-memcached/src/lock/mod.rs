@@ -216,7 +216,8 @@ impl Lock for MemcachedLock {
     }
 
     async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
-        self.extend_once(ctx, key, ttl).await
+        let (_, _, secs) = self.prepare(ctx, key, ttl)?;
+        self.extend_held(ctx, key, (ttl, secs)).await
     }
 
     async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commons::{Context, ErrorKind, codes};
-use memcached_testkit::FaultProxy;
+use memcached_testkit::{FaultProxy, MemcachedServer};
 
 use crate::client::test_support::{
     ClassicServer, add, cas_of, ctx, delete, get, lock_cycle, opts, raw_get, start,
@@ -29,6 +29,16 @@ fn raw_add(address: &str, k: &str, data: &str) {
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).expect("read");
     assert_eq!(line, "STORED\r\n");
+}
+
+/// A server where another client holds `a` (AAA) and `b` (BBB), reached through a fault
+/// proxy.
+async fn held_a_and_b_behind_a_proxy() -> (MemcachedServer, FaultProxy) {
+    let mc = start();
+    raw_add(&mc.address(), "a", "AAA");
+    raw_add(&mc.address(), "b", "BBB");
+    let proxy = FaultProxy::start(mc.socket_addr()).await.expect("proxy");
+    (mc, proxy)
 }
 
 #[tokio::test]
@@ -86,10 +96,7 @@ async fn add_reports_success_only_for_our_own_value() {
 
 #[tokio::test]
 async fn a_timed_out_request_never_shifts_the_next_reply() {
-    let mc = start();
-    raw_add(&mc.address(), "a", "AAA");
-    raw_add(&mc.address(), "b", "BBB");
-    let proxy = FaultProxy::start(mc.socket_addr()).await.expect("proxy");
+    let (_mc, proxy) = held_a_and_b_behind_a_proxy().await;
     let options = ClientOptions {
         pool_size: 1,
         timeout: Duration::from_millis(300),
@@ -146,10 +153,7 @@ async fn a_timed_out_request_never_shifts_the_next_reply() {
 
 #[tokio::test]
 async fn a_cancelled_request_discards_its_connection() {
-    let mc = start();
-    raw_add(&mc.address(), "a", "AAA");
-    raw_add(&mc.address(), "b", "BBB");
-    let proxy = FaultProxy::start(mc.socket_addr()).await.expect("proxy");
+    let (_mc, proxy) = held_a_and_b_behind_a_proxy().await;
     let server = ClassicServer::new(
         proxy.address(),
         ClientOptions {
