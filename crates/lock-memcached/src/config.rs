@@ -43,7 +43,8 @@ pub struct MemcachedLockConfig {
     pub retry_timeout: Duration,
     /// `options.key_prefix` (empty): a namespace put before every key.
     pub key_prefix: String,
-    /// `options.base64_keys` (false): send keys base64-encoded (meta `b` flag), which allows
+    /// `options.base64_keys` (false): send keys base64-encoded (the text is the key in both
+    /// protocols), which allows
     /// any UTF-8 or binary lock name.
     pub base64_keys: bool,
     /// `options.distribution` (`ketama`): `ketama` consistent hashing, or `modula` (CRC32 modulo,

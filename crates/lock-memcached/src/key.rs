@@ -1,7 +1,9 @@
 //! Lock keys: validation and the form they take on the wire.
 //!
 //! memcached's meta commands do not reject control characters, and a newline in a key would
-//! start a new command, so every key is checked here before anything is written.
+//! start a new command, so every key is checked here before anything is written. With
+//! `options.base64_keys` the key on the wire is the base64 text of prefix + name, the same in
+//! the meta and the classic protocol.
 
 use base64::Engine as _;
 use commons::{Context, Error, Result, codes};
@@ -31,7 +33,10 @@ pub(crate) fn wire_key(ctx: &Context, key: &str, config: &MemcachedLockConfig) -
                 ),
             ));
         }
-        return Ok(WireKey::new_unchecked(encoded.into_bytes(), true));
+        // The base64 text itself is the key, in both protocols: with the meta `b` flag
+        // memcached would store the decoded bytes, a different item from the one a classic
+        // client (which has no such flag) locks, and the two would not exclude each other.
+        return Ok(WireKey::new_unchecked(encoded.into_bytes(), false));
     }
     if let Some((pos, byte)) = key
         .bytes()
@@ -123,7 +128,8 @@ mod tests {
         let mut c = cfg();
         c.base64_keys = true;
         let k = wire_key(&Context::new(), "schlüssel mit leerzeichen\n", &c).unwrap();
-        assert!(k.is_base64());
+        // The text is the key (no meta `b` flag): one item in both protocols.
+        assert!(!k.is_base64());
         assert!(k.as_bytes().iter().all(|b| b.is_ascii_graphic()));
         let long = "k".repeat(200); // 268 bytes of base64
         assert!(wire_key(&Context::new(), &long, &c).is_err());

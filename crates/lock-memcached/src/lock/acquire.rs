@@ -32,7 +32,8 @@ impl MemcachedLock {
         if self.leases.holds_valid(key) {
             return Ok(None); // not reentrant, and no round trip needed to know it
         }
-        self.leases.check_room(ctx, key, config.max_size)?;
+        // Held until the record is in the table (or the acquire failed).
+        let _place = self.leases.reserve(ctx, key, config.max_size)?;
         let value: Arc<[u8]> = LockValue::encode_new(&self.holder, ctx.trace_id()).into();
         let server = opened.cluster.server_for(&wire).clone();
         let started = Instant::now();

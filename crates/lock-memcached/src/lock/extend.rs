@@ -14,6 +14,11 @@ use super::lease::HeldLease;
 use crate::client::{Reply, Request, SetMode};
 use crate::codes::SERVER_RESTARTED;
 
+/// How often an extend retries with a fresher CAS while the item still holds this
+/// acquisition's token. Extends of one key by one instance are serialized, so a stale CAS only
+/// comes from a reply that was lost; a few retries are plenty.
+pub(super) const CAS_RACES: usize = 4;
+
 impl MemcachedLock {
     /// Extends this instance's lease on `key` to `ttl` (`secs` on the wire, both checked by
     /// `prepare`) from now; `None` when it holds none (any more).
@@ -23,11 +28,14 @@ impl MemcachedLock {
         key: &str,
         (ttl, secs): (Duration, u32),
     ) -> Result<Option<Lease>> {
+        // One extend of a key at a time (a guard's renewal and an explicit extend would
+        // otherwise each move the CAS under the other); the record is read in that turn.
+        let _turn = self.leases.extend_turn(key).await;
         let Some(held) = self.leases.get(key) else {
             return Ok(None);
         };
         let mut cas = held.cas;
-        for _ in 0..2 {
+        for _ in 0..CAS_RACES {
             let started = Instant::now();
             let request = Request::Set {
                 key: held.wire.clone(),

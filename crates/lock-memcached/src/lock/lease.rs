@@ -2,6 +2,7 @@
 //! arithmetic of ttls and validity.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commons::{Context, Error, Result, codes};
@@ -73,10 +74,44 @@ impl HeldLease {
     }
 }
 
+/// How many locks serialize the extends of one instance (by key hash): few enough to cost
+/// nothing, enough that unrelated keys rarely wait for each other.
+const EXTEND_STRIPES: usize = 64;
+
 /// The leases of one instance, by caller key.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct LeaseTable {
     leases: DashMap<String, HeldLease>,
+    /// Acquires in flight, each holding a place under `options.max_size` until it ends.
+    pending: AtomicUsize,
+    /// Extends of one key by this instance run one at a time: two at once would each move
+    /// the item's CAS under the other and read their own lock as lost.
+    extending: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Default for LeaseTable {
+    fn default() -> Self {
+        LeaseTable {
+            leases: DashMap::new(),
+            pending: AtomicUsize::new(0),
+            extending: (0..EXTEND_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+}
+
+/// A place under `options.max_size`, held by one acquire until it ends (its record is then
+/// in the table, or it failed).
+#[derive(Debug)]
+pub(super) struct Place<'a> {
+    pending: &'a AtomicUsize,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl LeaseTable {
@@ -100,17 +135,26 @@ impl LeaseTable {
             .is_some_and(|h| h.value.as_ref() == data)
     }
 
-    /// Refuses a new key when `max_size` leases are held, after dropping the records of
-    /// items memcached has certainly expired (locks left to expire must not fill the table
-    /// for good).
-    pub(super) fn check_room(&self, ctx: &Context, key: &str, max_size: usize) -> Result<()> {
-        if self.leases.len() < max_size || self.leases.contains_key(key) {
-            return Ok(());
+    /// A place for an acquire of `key`, or `TOO_MANY_LOCKS` when `max_size` locks are held
+    /// or being acquired. Exact under concurrency: every acquire in flight holds its place
+    /// (counted by every other) until its record is inserted, so the table never holds more
+    /// than `max_size` records. Records of items memcached has certainly expired are dropped
+    /// first (locks left to expire must not fill the table for good).
+    pub(super) fn reserve(&self, ctx: &Context, key: &str, max_size: usize) -> Result<Place<'_>> {
+        let in_flight = self.pending.fetch_add(1, Ordering::AcqRel) + 1;
+        let place = Place {
+            pending: &self.pending,
+        };
+        // A record of this key is replaced, not added: it does not take a second place.
+        let fits =
+            |len: usize| len + in_flight - usize::from(self.leases.contains_key(key)) <= max_size;
+        if fits(self.leases.len()) {
+            return Ok(place);
         }
         let now = Instant::now();
         self.leases.retain(|_, h| h.gone_by > now);
-        if self.leases.len() < max_size || self.leases.contains_key(key) {
-            return Ok(());
+        if fits(self.leases.len()) {
+            return Ok(place);
         }
         Err(Error::bad_request(
             crate::codes::TOO_MANY_LOCKS,
@@ -118,6 +162,14 @@ impl LeaseTable {
         )
         .with_detail("key", key)
         .with_context(ctx))
+    }
+
+    /// Waits until no other extend of `key` by this instance is running.
+    pub(super) async fn extend_turn(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut hasher);
+        let stripe = std::hash::Hasher::finish(&hasher) as usize % self.extending.len();
+        self.extending[stripe].lock().await
     }
 
     pub(super) fn insert(&self, key: &str, held: HeldLease) {

@@ -5,6 +5,7 @@ use commons::{Context, ErrorKind, Result};
 
 use super::MemcachedLock;
 use super::errors::unexpected;
+use super::extend::CAS_RACES;
 use super::lease::HeldLease;
 use crate::client::{Endpoint, Reply, Request, ServerIdentity, WireKey};
 use crate::codes::SERVER_RESTARTED;
@@ -87,7 +88,7 @@ pub(super) async fn delete_if_token(
     value: &[u8],
     identity: Option<ServerIdentity>,
 ) -> Result<bool> {
-    for _ in 0..3 {
+    for _ in 0..CAS_RACES {
         let got = server
             .execute(ctx, Request::Get { key: wire.clone() }, true, identity)
             .await?;
