@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use commons::Context;
 use lock_core::Lock;
-use memcached_testkit::MemcachedServer;
+use memcached_testkit::{FaultProxy, MemcachedServer};
 
 mod support;
 use support::{TTL, open_classic, open_lock, unique_key};
@@ -115,4 +115,63 @@ async fn base64_keys_are_one_item_in_meta_and_classic_modes() {
         );
         second.release_lock(&ctx, &key).await.expect("release");
     }
+}
+
+/// Rewrites `stats` so that every boot of the server reports pid 1 and the same boot second,
+/// as two boots of a memcached that is PID 1 in its container, started within one second, do.
+fn same_pid_and_boot_second(chunk: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(chunk);
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive("\r\n") {
+        let fixed = if line.starts_with("STAT pid ") {
+            "STAT pid 1\r\n"
+        } else if line.starts_with("STAT time ") {
+            "STAT time 1700000100\r\n"
+        } else if line.starts_with("STAT uptime ") {
+            "STAT uptime 100\r\n"
+        } else {
+            line
+        };
+        out.push_str(fixed);
+    }
+    out.into_bytes()
+}
+
+/// A restart is detected before a lease of the old boot sends a CAS-checked request, even
+/// when the new boot reports the same pid and boot second: CAS values restart with the
+/// server, so the stale `md <key> C<cas>` would delete the new holder's lock.
+#[tokio::test]
+async fn a_restart_is_detected_even_when_pid_and_boot_second_repeat() {
+    let mut server = start();
+    let proxy = FaultProxy::start(server.socket_addr())
+        .await
+        .expect("proxy");
+    proxy.set_reply_rewriter(Some(Arc::new(same_pid_and_boot_second)));
+    let ctx = Context::new();
+    let key = unique_key("reboot");
+    let old = open_lock(&proxy.address(), &[]).await;
+    assert!(
+        old.try_acquire_lock(&ctx, &key, TTL)
+            .await
+            .expect("old boot")
+    );
+
+    server.restart().expect("restart");
+    // The new holder does exactly what the old one did on the old boot, so its item gets the
+    // same CAS value.
+    let new = open_lock(&proxy.address(), &[]).await;
+    assert!(
+        new.try_acquire_lock(&ctx, &key, TTL)
+            .await
+            .expect("new boot")
+    );
+
+    // The old holder's lease is from another boot: lost, and nothing is deleted.
+    assert!(!old.release_owned(&ctx, &key).await.expect("release"));
+    let info = new.inspect_lock(&ctx, &key).await.expect("inspect");
+    assert!(
+        info.held_by_me,
+        "the new holder's lock was deleted by a stale release"
+    );
+    assert!(new.release_owned(&ctx, &key).await.expect("release"));
 }

@@ -16,15 +16,41 @@ pub(crate) fn supports_meta(version: &str) -> bool {
     parse_version(version).is_some_and(|v| v >= MIN_VERSION)
 }
 
+/// The item that tells the boots of a server apart: the first client to reach a boot stores a
+/// random value under it (add, never expiring), and every new connection reads it. A
+/// restart, a `flush_all`, an eviction of the item, or a proxy now routing to another
+/// backend all show up as a different (or missing, then new) value.
+pub(crate) const BOOT_MARKER_KEY: &[u8] = b"pip-locks:boot";
+
+/// A fresh marker to offer (`add`) when a connection finds none.
+pub(crate) fn new_boot_marker() -> Vec<u8> {
+    format!("{:016x}", rand::random::<u64>()).into_bytes()
+}
+
 /// Which boot of a server a connection talks to. CAS values restart from 1 when memcached
 /// restarts, so a lease taken from another boot must never be released by CAS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Two identities are the same boot when their boot markers are equal. `pid` and
+/// `boot_epoch` (from `stats`) are kept for diagnostics only: a pid namespace makes every
+/// boot pid 1, two boots can start within one second, and behind a proxy `stats` describes
+/// the proxy.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ServerIdentity {
     /// The server's process id (`stats pid`).
     pub(crate) pid: u32,
     /// The server's start time in Unix seconds (`stats time - uptime`).
     pub(crate) boot_epoch: i64,
+    /// The boot marker ([`BOOT_MARKER_KEY`]) read when the connection was made.
+    pub(crate) boot_marker: u64,
 }
+
+impl PartialEq for ServerIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.boot_marker == other.boot_marker
+    }
+}
+
+impl Eq for ServerIdentity {}
 
 /// What probing a new connection learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +63,13 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
-    /// Reads the replies to `version` and `stats` sent on a new connection to `address`.
+    /// Reads the replies to `version`, `stats` and the read of [`BOOT_MARKER_KEY`] sent on a
+    /// new connection to `address`.
     pub(crate) fn from_replies(
         address: &str,
         version: Reply,
         stats: Reply,
+        marker: Reply,
     ) -> Result<Probe, Error> {
         let version = match version {
             Reply::Version(v) => v,
@@ -66,9 +94,23 @@ impl Probe {
             .map_err(|_| protocol_error(address, "stats pid out of range"))?;
         let boot_epoch = number("time")? - number("uptime")?;
         let evictions = get("evictions").and_then(|v| v.parse().ok());
+        let boot_marker = match marker {
+            Reply::Va { data, .. } => marker_number(&data),
+            Reply::En => {
+                return Err(protocol_error(
+                    address,
+                    "the boot marker (pip-locks:boot) was stored but cannot be read back",
+                ));
+            }
+            other => return Err(reply_error(address, &other, "mg pip-locks:boot")),
+        };
         Ok(Probe {
             version,
-            identity: ServerIdentity { pid, boot_epoch },
+            identity: ServerIdentity {
+                pid,
+                boot_epoch,
+                boot_marker,
+            },
             evictions,
             stats,
         })
@@ -90,4 +132,19 @@ pub(crate) fn restarted(
         ),
     )
     .with_detail("server", address)
+}
+
+/// The marker as a number: the 16 hex digits this crate writes, or (for a value some other
+/// writer left) a digest of its bytes, so any value still identifies one boot.
+fn marker_number(data: &[u8]) -> u64 {
+    if data.len() == 16
+        && let Some(n) = std::str::from_utf8(data)
+            .ok()
+            .and_then(|t| u64::from_str_radix(t, 16).ok())
+    {
+        return n;
+    }
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

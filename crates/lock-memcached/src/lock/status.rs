@@ -13,10 +13,12 @@ pub struct ServerStatus {
     pub address: String,
     /// The version it reported when last probed.
     pub version: Option<String>,
-    /// Its process id (part of its identity).
+    /// Its process id, for diagnostics.
     pub pid: Option<u32>,
-    /// Its boot time, Unix seconds (`stats time - uptime`; part of its identity).
+    /// Its boot time, Unix seconds (`stats time - uptime`), for diagnostics.
     pub boot_epoch: Option<i64>,
+    /// The boot marker in force (`pip-locks:boot`): what tells its boots apart.
+    pub boot_marker: Option<String>,
     /// Whether it is marked down after `options.failures` consecutive failures.
     pub down: bool,
     /// Open connections to it.
@@ -45,6 +47,7 @@ impl MemcachedLock {
                 version: health.version(),
                 pid: health.identity().map(|i| i.pid),
                 boot_epoch: health.identity().map(|i| i.boot_epoch),
+                boot_marker: health.identity().map(|i| format!("{:016x}", i.boot_marker)),
                 down: health.is_down(),
                 live_connections: server.live_connections(),
                 restarts_seen: health.identity_changes(),

@@ -11,13 +11,17 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::wire::Wire;
-use crate::client::codec::{Reply, ReplyShape, parse_with_limit};
+use crate::client::codec::{MetaFlags, Reply, ReplyShape, parse_with_limit};
 use crate::client::errors::{
     connection_error, is_error_reply, protocol_error, reply_error, timed_out,
 };
-use crate::client::identity::{Probe, ServerIdentity};
+use crate::client::identity::{BOOT_MARKER_KEY, Probe, ServerIdentity, new_boot_marker};
 use crate::client::options::ClientOptions;
 use crate::client::tcp;
+
+/// The smallest bound on a value read back, whatever `options.max_value` says: the boot
+/// marker (16 bytes) must always be readable.
+const MIN_READ_LIMIT: usize = 64;
 
 /// One classic connection.
 pub(crate) struct ClassicConn {
@@ -86,17 +90,19 @@ impl ClassicConn {
             )
             .with_source(e)
         };
-        let probe = match timeout_at(deadline, probe(&mut stream, address, options.max_value)).await
-        {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(timed_out(
-                    address,
-                    options.timeout,
-                    "answering version/stats on a new connection",
-                ));
-            }
+        let not_in_time = || {
+            timed_out(
+                address,
+                options.timeout,
+                "answering version/stats on a new connection",
+            )
         };
+        let (version, stats) = timeout_at(
+            deadline,
+            version_and_stats(&mut stream, address, options.max_value),
+        )
+        .await
+        .map_err(|_| not_in_time())??;
         // memcache-async takes the stream; keep a duplicate descriptor to watch it while idle.
         let std_stream = stream
             .into_std()
@@ -107,9 +113,23 @@ impl ClassicConn {
         let stream = TcpStream::from_std(std_stream)
             .map_err(|e| socket_error("cannot register the socket", e))?;
         let written = Arc::new(AtomicU64::new(0));
+        // Reads are bounded by `max_value`, but never below what the boot marker needs.
+        let read_limit = options.max_value.max(MIN_READ_LIMIT);
+        let mut proto = Protocol::new(Wire::new(stream, written.clone(), read_limit));
+        let marker = timeout_at(deadline, boot_marker(&mut proto))
+            .await
+            .map_err(|_| not_in_time())?
+            .map_err(|e| {
+                connection_error(
+                    address,
+                    format!("reading the boot marker from memcached at {address} failed: {e}"),
+                )
+                .with_source(e)
+            })?;
+        let probe = Probe::from_replies(address, version, stats, marker)?;
         live.fetch_add(1, Ordering::AcqRel);
         let conn = ClassicConn {
-            proto: Protocol::new(Wire::new(stream, written.clone(), options.max_value)),
+            proto,
             written,
             watch,
             identity: probe.identity,
@@ -122,9 +142,36 @@ impl ClassicConn {
     }
 }
 
+/// Offers a fresh boot marker (`add`, never expiring) and reads the one in force, as the meta
+/// transport does (see `identity::BOOT_MARKER_KEY`). `En` when there is none even after the
+/// offer.
+async fn boot_marker(proto: &mut Protocol<Wire>) -> Result<Reply, io::Error> {
+    let key = std::str::from_utf8(BOOT_MARKER_KEY).unwrap_or("pip-locks:boot");
+    match proto.add(key, &new_boot_marker(), 0).await {
+        // Stored, or another client's marker is already there.
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        // An error line (out of memory under -M): whether a marker exists decides below.
+        Err(e) if e.kind() == io::ErrorKind::Other => {}
+        Err(e) => return Err(e),
+    }
+    match proto.get(BOOT_MARKER_KEY).await {
+        Ok(data) => Ok(Reply::Va {
+            data,
+            flags: MetaFlags::default(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Reply::En),
+        Err(e) => Err(e),
+    }
+}
+
 /// `version` and `stats`, pipelined, parsed with the crate's own codec (memcache-async has no
 /// `stats`).
-async fn probe(stream: &mut TcpStream, address: &str, max_value: usize) -> Result<Probe, Error> {
+async fn version_and_stats(
+    stream: &mut TcpStream,
+    address: &str,
+    max_value: usize,
+) -> Result<(Reply, Reply), Error> {
     stream
         .write_all(b"version\r\nstats\r\n")
         .await
@@ -144,7 +191,7 @@ async fn probe(stream: &mut TcpStream, address: &str, max_value: usize) -> Resul
             "unsolicited bytes after the stats reply",
         ));
     }
-    Probe::from_replies(address, version, stats)
+    Ok((version, stats))
 }
 
 async fn read_reply(

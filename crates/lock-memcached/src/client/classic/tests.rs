@@ -207,7 +207,7 @@ async fn another_boot_of_the_server_is_refused_before_sending() {
     let mc = start();
     let server = ClassicServer::new(mc.address(), opts());
     let mut identity = server.check(&ctx()).await.expect("check");
-    identity.boot_epoch -= 1;
+    identity.boot_marker ^= 1;
     let err = server
         .execute(&ctx(), delete("k", 1), true, Some(identity))
         .await
@@ -236,8 +236,9 @@ async fn bad_requests_and_server_errors_are_errors() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), codes::BAD_KEY);
-    // A value larger than max_value in a reply is refused before it is read.
-    raw_add(&mc.address(), "big", "0123456789abcdef");
+    // A value larger than the read bound (max_value, but never below the 64 bytes the boot
+    // marker needs) in a reply is refused before it is read.
+    raw_add(&mc.address(), "big", &"0123456789abcdef".repeat(5));
     let err = server
         .execute(&ctx(), get("big"), false, None)
         .await
