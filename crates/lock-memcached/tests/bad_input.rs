@@ -350,8 +350,10 @@ async fn behind_rewriting_proxy() -> (MemcachedServer, FaultProxy, MemcachedLock
     (server, proxy, lock)
 }
 
-/// A rewriter that replaces the first reply chunk containing `needle` with `with(chunk)`,
-/// then lets everything through (so the owner-checked cleanup can run).
+/// A rewriter that replaces the first reply line starting with `needle` by `with(line)`,
+/// then lets everything through (so the owner-checked cleanup can run). The replies that
+/// follow that line in its chunk (an acquire's counter reply) stay, unless the replacement
+/// is a truncated line: then the stream ends there.
 fn once(
     needle: &'static str,
     with: fn(&str) -> String,
@@ -360,8 +362,14 @@ fn once(
     let flag = fired.clone();
     let f = Arc::new(move |chunk: &[u8]| {
         let text = String::from_utf8_lossy(chunk);
-        if text.contains(needle) && !flag.swap(true, Ordering::SeqCst) {
-            with(&text).into_bytes()
+        if text.starts_with(needle) && !flag.swap(true, Ordering::SeqCst) {
+            let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
+            let replaced = with(&format!("{line}\r\n"));
+            if replaced.ends_with("\r\n") {
+                format!("{replaced}{rest}").into_bytes()
+            } else {
+                replaced.into_bytes()
+            }
         } else {
             chunk.to_vec()
         }

@@ -175,3 +175,67 @@ async fn a_restart_is_detected_even_when_pid_and_boot_second_repeat() {
     );
     assert!(new.release_owned(&ctx, &key).await.expect("release"));
 }
+
+/// The fencing token of a key grows with every acquisition, across a restart whose new boot
+/// reports the same pid and boot second (the token used to be `boot second << 32 | cas`, so
+/// the second boot repeated the first one's tokens).
+#[tokio::test]
+async fn fencing_tokens_grow_across_a_restart_within_the_same_second() {
+    let mut server = start();
+    let proxy = FaultProxy::start(server.socket_addr())
+        .await
+        .expect("proxy");
+    proxy.set_reply_rewriter(Some(Arc::new(same_pid_and_boot_second)));
+    let ctx = Context::new();
+    let key = unique_key("fence-reboot");
+    let first = open_lock(&proxy.address(), &[]).await;
+    let before = first
+        .try_acquire_lease(&ctx, &key, TTL)
+        .await
+        .expect("acquire")
+        .expect("free key")
+        .fencing_token
+        .expect("a fencing token");
+    server.restart().expect("restart");
+    let second = open_lock(&proxy.address(), &[]).await;
+    let after = second
+        .try_acquire_lease(&ctx, &key, TTL)
+        .await
+        .expect("acquire")
+        .expect("free key after the restart")
+        .fencing_token
+        .expect("a fencing token");
+    assert!(after > before, "token went from {before} to {after}");
+}
+
+/// Every acquisition of a key, by any instance, gets a larger token than the ones before it,
+/// also after the server lost its counters (`flush_all`).
+#[tokio::test]
+async fn fencing_tokens_grow_with_every_acquisition_and_after_a_flush() {
+    let server = start();
+    let ctx = Context::new();
+    let key = unique_key("fence");
+    let owners = [
+        open_lock(&server.address(), &[]).await,
+        open_classic(&server.address(), &[]).await,
+        open_lock(&server.address(), &[]).await,
+    ];
+    let mut last = 0;
+    for round in 0..9 {
+        if round == 5 {
+            let (reply, _) = support::raw(&server.address(), "flush_all\r\n");
+            assert_eq!(reply, "OK");
+        }
+        let owner = &owners[round % owners.len()];
+        let lease = owner
+            .try_acquire_lease(&ctx, &key, TTL)
+            .await
+            .expect("acquire")
+            .expect("free key");
+        let token = lease.fencing_token.expect("a fencing token");
+        assert!(token > last, "round {round}: {last} then {token}");
+        last = token;
+        // Released by whoever holds it; after the flush there is nothing left to release.
+        owner.release_lease(&ctx, &lease).await.expect("release");
+    }
+}

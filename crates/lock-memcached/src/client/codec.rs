@@ -80,6 +80,18 @@ pub(crate) enum Request {
         mode: SetMode,
         ttl_secs: u32,
     },
+    /// An acquire and its fencing counter in one round trip: `ms <key> <len> [b] ME T<ttl> c
+    /// O<opaque>` + data line, then `ma <counter> N0 J<initial> v O<opaque>`. The counter is
+    /// advanced after the store, on the same connection, so a later acquisition of the key
+    /// always reads a larger value.
+    Acquire {
+        key: WireKey,
+        data: Arc<[u8]>,
+        ttl_secs: u32,
+        counter: WireKey,
+        /// The counter's value when this request creates it (`J`).
+        initial: u64,
+    },
     /// `md <key> [b] C<cas> O<opaque>`.
     Delete { key: WireKey, cas: u64 },
     /// `mg <key> [b] v c t O<opaque>`.
@@ -97,9 +109,10 @@ impl Request {
     /// The key this request carries, if any.
     pub(crate) fn key(&self) -> Option<&WireKey> {
         match self {
-            Request::Set { key, .. } | Request::Delete { key, .. } | Request::Get { key } => {
-                Some(key)
-            }
+            Request::Set { key, .. }
+            | Request::Acquire { key, .. }
+            | Request::Delete { key, .. }
+            | Request::Get { key } => Some(key),
             Request::Noop | Request::Version | Request::Stats => None,
         }
     }
@@ -108,6 +121,7 @@ impl Request {
     pub(crate) fn shape(&self, opaque: u32) -> ReplyShape {
         match self {
             Request::Set { .. } => ReplyShape::Set { opaque },
+            Request::Acquire { .. } => ReplyShape::Acquire { opaque },
             Request::Delete { .. } => ReplyShape::Delete { opaque },
             Request::Get { .. } => ReplyShape::Get { opaque },
             Request::Noop => ReplyShape::Noop,
@@ -120,6 +134,7 @@ impl Request {
     pub(crate) fn command_name(&self) -> &'static str {
         match self {
             Request::Set { .. } => "ms",
+            Request::Acquire { .. } => "ms+ma",
             Request::Delete { .. } => "md",
             Request::Get { .. } => "mg",
             Request::Noop => "mn",
@@ -130,16 +145,6 @@ impl Request {
 
     /// Appends the request's bytes to `buf`. `opaque` is used by `ms`/`md`/`mg` only.
     pub(crate) fn encode(&self, opaque: u32, buf: &mut Vec<u8>) {
-        fn key_token(buf: &mut Vec<u8>, cmd: &[u8], key: &WireKey) {
-            buf.extend_from_slice(cmd);
-            buf.push(b' ');
-            buf.extend_from_slice(key.as_bytes());
-        }
-        fn base64_flag(buf: &mut Vec<u8>, key: &WireKey) {
-            if key.is_base64() {
-                buf.extend_from_slice(b" b");
-            }
-        }
         // Numbers are written with `push_decimal`, not `write!`: this runs once per request.
         match self {
             Request::Set {
@@ -147,25 +152,22 @@ impl Request {
                 data,
                 mode,
                 ttl_secs,
+            } => encode_set(buf, key, data, *mode, *ttl_secs, opaque),
+            Request::Acquire {
+                key,
+                data,
+                ttl_secs,
+                counter,
+                initial,
             } => {
-                buf.reserve(key.as_bytes().len() + data.len() + 64);
-                key_token(buf, b"ms", key);
-                buf.push(b' ');
-                push_decimal(buf, data.len() as u64);
-                base64_flag(buf, key);
-                match mode {
-                    SetMode::Add => buf.extend_from_slice(b" ME"),
-                    SetMode::Cas(cas) => {
-                        buf.extend_from_slice(b" C");
-                        push_decimal(buf, *cas);
-                    }
-                }
-                buf.extend_from_slice(b" T");
-                push_decimal(buf, u64::from(*ttl_secs));
-                buf.extend_from_slice(b" c O");
+                encode_set(buf, key, data, SetMode::Add, *ttl_secs, opaque);
+                key_token(buf, b"ma", counter);
+                base64_flag(buf, counter);
+                // N0: created never expiring; J: its first value.
+                buf.extend_from_slice(b" N0 J");
+                push_decimal(buf, *initial);
+                buf.extend_from_slice(b" v O");
                 push_decimal(buf, u64::from(opaque));
-                buf.extend_from_slice(b"\r\n");
-                buf.extend_from_slice(data);
                 buf.extend_from_slice(b"\r\n");
             }
             Request::Delete { key, cas } => {
@@ -191,6 +193,48 @@ impl Request {
     }
 }
 
+fn key_token(buf: &mut Vec<u8>, cmd: &[u8], key: &WireKey) {
+    buf.extend_from_slice(cmd);
+    buf.push(b' ');
+    buf.extend_from_slice(key.as_bytes());
+}
+
+fn base64_flag(buf: &mut Vec<u8>, key: &WireKey) {
+    if key.is_base64() {
+        buf.extend_from_slice(b" b");
+    }
+}
+
+/// `ms <key> <len> [b] ME|C<cas> T<ttl> c O<opaque>` + data line.
+fn encode_set(
+    buf: &mut Vec<u8>,
+    key: &WireKey,
+    data: &[u8],
+    mode: SetMode,
+    ttl_secs: u32,
+    opaque: u32,
+) {
+    buf.reserve(key.as_bytes().len() + data.len() + 64);
+    key_token(buf, b"ms", key);
+    buf.push(b' ');
+    push_decimal(buf, data.len() as u64);
+    base64_flag(buf, key);
+    match mode {
+        SetMode::Add => buf.extend_from_slice(b" ME"),
+        SetMode::Cas(cas) => {
+            buf.extend_from_slice(b" C");
+            push_decimal(buf, cas);
+        }
+    }
+    buf.extend_from_slice(b" T");
+    push_decimal(buf, u64::from(ttl_secs));
+    buf.extend_from_slice(b" c O");
+    push_decimal(buf, u64::from(opaque));
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(data);
+    buf.extend_from_slice(b"\r\n");
+}
+
 /// Appends `n` in decimal (what `write!(buf, "{n}")` does, without the formatting machinery).
 fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
@@ -211,6 +255,11 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
 pub(crate) enum ReplyShape {
     /// After `ms`: `HD`, `NS`, `EX`, `NF`.
     Set { opaque: u32 },
+    /// After an acquire with its counter: the `ms` reply, then the `ma` reply (`VA` with the
+    /// counter's value, or `NF` / `NS` / `EX`).
+    Acquire { opaque: u32 },
+    /// After `ma`: `VA` with the value, `NF`, `NS`, `EX`, `HD`.
+    Count { opaque: u32 },
     /// After `md`: `HD`, `EX`, `NF`.
     Delete { opaque: u32 },
     /// After `mg`: `VA`, `EN`, `HD`.
@@ -224,8 +273,10 @@ pub(crate) enum ReplyShape {
 }
 
 /// One shape of each kind (opaque 1), for checks that try every kind of reply.
-pub(crate) const EVERY_SHAPE: [ReplyShape; 6] = [
+pub(crate) const EVERY_SHAPE: [ReplyShape; 8] = [
     ReplyShape::Set { opaque: 1 },
+    ReplyShape::Acquire { opaque: 1 },
+    ReplyShape::Count { opaque: 1 },
     ReplyShape::Delete { opaque: 1 },
     ReplyShape::Get { opaque: 1 },
     ReplyShape::Noop,
@@ -237,6 +288,8 @@ impl ReplyShape {
     fn opaque(self) -> Option<u32> {
         match self {
             ReplyShape::Set { opaque }
+            | ReplyShape::Acquire { opaque }
+            | ReplyShape::Count { opaque }
             | ReplyShape::Delete { opaque }
             | ReplyShape::Get { opaque } => Some(opaque),
             ReplyShape::Noop | ReplyShape::Version | ReplyShape::Stats => None,
@@ -282,13 +335,24 @@ pub(crate) enum Reply {
     ClientError(String),
     /// `SERVER_ERROR <msg>` (for example out of memory).
     ServerError(String),
+    /// The two replies to an [`Request::Acquire`]: the store's, then the counter's.
+    Acquired {
+        stored: Box<Reply>,
+        counter: Box<Reply>,
+    },
 }
 
 impl Reply {
     /// Whether this reply means the connection's stream can no longer be trusted
     /// (`ERROR` / `CLIENT_ERROR` may come with extra lines we cannot pair with requests).
     pub(crate) fn poisons_stream(&self) -> bool {
-        matches!(self, Reply::Error | Reply::ClientError(_))
+        match self {
+            Reply::Error | Reply::ClientError(_) => true,
+            Reply::Acquired { stored, counter } => {
+                stored.poisons_stream() || counter.poisons_stream()
+            }
+            _ => false,
+        }
     }
 }
 
@@ -335,6 +399,23 @@ pub(crate) fn parse_with_limit(
     expect: ReplyShape,
     max_value: usize,
 ) -> Result<Option<(Reply, usize)>, ProtocolError> {
+    if let ReplyShape::Acquire { opaque } = expect {
+        // Both replies or none: a caller never sees half of the pair.
+        let Some((stored, used)) = parse_with_limit(buf, ReplyShape::Set { opaque }, max_value)?
+        else {
+            return Ok(None);
+        };
+        let Some((counter, more)) =
+            parse_general(&buf[used..], ReplyShape::Count { opaque }, max_value)?
+        else {
+            return Ok(None);
+        };
+        let reply = Reply::Acquired {
+            stored: Box::new(stored),
+            counter: Box::new(counter),
+        };
+        return Ok(Some((reply, used + more)));
+    }
     if let Some(parsed) = parse_status_fast(buf, expect) {
         return Ok(Some(parsed));
     }
@@ -482,7 +563,7 @@ fn parse_general(
             }
             Reply::Stats(stats)
         }
-        (ReplyShape::Set { .. }, "HD" | "NS" | "EX" | "NF")
+        (ReplyShape::Set { .. } | ReplyShape::Count { .. }, "HD" | "NS" | "EX" | "NF")
         | (ReplyShape::Delete { .. }, "HD" | "EX" | "NF")
         | (ReplyShape::Get { .. }, "HD" | "EN") => {
             let flags = parse_flags(tokens)?;
@@ -495,7 +576,7 @@ fn parse_general(
                 _ => Reply::En,
             }
         }
-        (ReplyShape::Get { .. }, "VA") => {
+        (ReplyShape::Get { .. } | ReplyShape::Count { .. }, "VA") => {
             let len_token = tokens.next().unwrap_or("");
             let len = parse_number::<usize>(len_token, "VA length")?;
             if len > max_value {
@@ -603,6 +684,8 @@ fn truncate(s: &str, max: usize) -> &str {
 fn shape_name(shape: ReplyShape) -> &'static str {
     match shape {
         ReplyShape::Set { .. } => "ms",
+        ReplyShape::Acquire { .. } => "ms+ma",
+        ReplyShape::Count { .. } => "ma",
         ReplyShape::Delete { .. } => "md",
         ReplyShape::Get { .. } => "mg",
         ReplyShape::Noop => "mn",
@@ -633,6 +716,38 @@ mod tests {
         let mut buf = Vec::new();
         req.encode(opaque, &mut buf);
         buf
+    }
+
+    #[test]
+    fn an_acquire_and_its_counter_are_read_as_one_reply_or_not_at_all() {
+        let shape = ReplyShape::Acquire { opaque: 4 };
+        let both = b"HD c9 O4\r\nVA 2 O4\r\n17\r\nMN\r\n";
+        let (reply, used) = parse(both, shape).unwrap().unwrap();
+        assert_eq!(used, both.len() - 4, "the next reply is left alone");
+        let Reply::Acquired { stored, counter } = reply else {
+            panic!("{reply:?}")
+        };
+        assert!(matches!(*stored, Reply::Hd(MetaFlags { cas: Some(9), .. })));
+        assert!(matches!(*counter, Reply::Va { ref data, .. } if data == b"17"));
+        // Half of the pair is no reply yet: nothing is consumed.
+        for cut in 1..both.len() - 4 {
+            assert_eq!(parse(&both[..cut], shape).unwrap(), None, "cut at {cut}");
+        }
+        // A refused acquire still advances the counter; an error of the counter alone comes
+        // back as part of the reply (the lock decides), an error of the store too.
+        let refused = b"NS c0 O4\r\nVA 2 O4\r\n18\r\n";
+        assert!(matches!(
+            parse(refused, shape).unwrap().unwrap().0,
+            Reply::Acquired { stored, .. } if matches!(*stored, Reply::Ns(_))
+        ));
+        let counter_failed = b"HD c9 O4\r\nSERVER_ERROR out of memory\r\n";
+        assert!(matches!(
+            parse(counter_failed, shape).unwrap().unwrap().0,
+            Reply::Acquired { counter, .. } if matches!(*counter, Reply::ServerError(_))
+        ));
+        // Out of step: the counter's opaque must match too.
+        assert!(parse(b"HD c9 O4\r\nVA 2 O5\r\n17\r\n", shape).is_err());
+        assert!(parse(b"HD c9 O4\r\nEN\r\n", shape).is_err());
     }
 
     #[test]
@@ -669,6 +784,17 @@ mod tests {
             ttl_secs: 1,
         };
         assert_eq!(enc(&b64set, 1), b"ms bG9jaw== 0 b ME T1 c O1\r\n\r\n");
+        let acquire = Request::Acquire {
+            key: key("lk"),
+            data: b"tok".to_vec().into(),
+            ttl_secs: 5,
+            counter: key("pip-locks:fence:0a1"),
+            initial: 1_700_000_000_000_000_000,
+        };
+        assert_eq!(
+            enc(&acquire, 12),
+            b"ms lk 3 ME T5 c O12\r\ntok\r\nma pip-locks:fence:0a1 N0 J1700000000000000000 v O12\r\n"
+        );
         assert_eq!(enc(&Request::Noop, 0), b"mn\r\n");
         assert_eq!(enc(&Request::Version, 0), b"version\r\n");
         assert_eq!(enc(&Request::Stats, 0), b"stats\r\n");

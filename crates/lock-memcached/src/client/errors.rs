@@ -76,6 +76,17 @@ pub(crate) fn reply_error(address: &str, reply: &Reply, command: &str) -> Error 
     .with_retryable(false)
 }
 
+/// The server's error line that fails `reply`, if any: the reply itself, or for an acquire
+/// with its counter the store's reply (an error of the counter alone only costs the fencing
+/// token).
+pub(crate) fn failure_of(reply: &Reply) -> Option<&Reply> {
+    match reply {
+        Reply::ServerError(_) | Reply::ClientError(_) | Reply::Error => Some(reply),
+        Reply::Acquired { stored, .. } => failure_of(stored),
+        _ => None,
+    }
+}
+
 /// Whether `reply` is one of the server's error lines.
 pub(crate) fn is_error_reply(reply: &Reply) -> bool {
     matches!(

@@ -30,6 +30,8 @@ mod test_support;
 mod transport;
 
 pub(crate) use cluster::Cluster;
+#[cfg(test)]
+pub(crate) use codec::MetaFlags;
 pub(crate) use codec::{EVERY_SHAPE, Reply, Request, SetMode, WireKey, parse};
 pub(crate) use endpoint::Endpoint;
 pub(crate) use identity::ServerIdentity;

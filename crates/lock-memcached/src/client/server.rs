@@ -14,7 +14,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::codec::{Reply, Request};
 use super::errors::{
-    is_error_reply, outcome_unknown, reply_error, timed_out, unsafe_key, value_too_large,
+    failure_of, outcome_unknown, reply_error, timed_out, unsafe_key, value_too_large,
 };
 use super::health::ServerHealth;
 use super::identity::{Probe, ServerIdentity, restarted};
@@ -175,10 +175,10 @@ impl<T: Transport> Server<T> {
             return Err(restarted(&self.address, expected, identity));
         }
         match self.transport.exchange(checkout.conn, req, deadline).await {
-            Ok(reply) if is_error_reply(&reply) => {
-                Err(reply_error(&self.address, &reply, T::command_name(req)))
-            }
-            Ok(reply) => Ok(Executed { reply, identity }),
+            Ok(reply) => match failure_of(&reply) {
+                Some(failure) => Err(reply_error(&self.address, failure, T::command_name(req))),
+                None => Ok(Executed { reply, identity }),
+            },
             Err(ExchangeError::Failed(e)) => Err(e),
             Err(ExchangeError::TimedOut { sent: true }) => Err(outcome_unknown(
                 &self.address,

@@ -9,14 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use commons::{Context, Error, ErrorKind, Result, codes};
+use commons::{Context, ErrorKind, Result};
 use tokio::time::Instant;
 
 use super::MemcachedLock;
 use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
-use super::lease::{HeldLease, fencing_token, gone_by, validity};
-use crate::client::{Reply, Request, SetMode};
+use super::fencing;
+use super::lease::{HeldLease, gone_by, validity};
+use crate::client::{Reply, Request};
 use crate::value::LockValue;
 
 impl MemcachedLock {
@@ -38,10 +39,11 @@ impl MemcachedLock {
         let server = opened.cluster.server_for(&wire).clone();
         let started = Instant::now();
         let in_flight = AcquireInFlight::new(&server, &wire, &value, config.timeout);
-        let request = Request::Set {
+        let request = Request::Acquire {
+            counter: fencing::counter_key(&wire),
+            initial: fencing::initial_value(),
             key: wire.clone(),
             data: value.clone(),
-            mode: SetMode::Add,
             ttl_secs: secs,
         };
         let executed = match server.execute(ctx, request, false, None).await {
@@ -54,7 +56,10 @@ impl MemcachedLock {
                 return Err(e.with_detail("key", key));
             }
         };
-        match executed.reply {
+        let Reply::Acquired { stored, counter } = executed.reply else {
+            return Err(unexpected(ctx, "ms+ma", &executed.reply));
+        };
+        match *stored {
             Reply::Hd(flags) => {
                 in_flight.disarm();
                 let Some(cas) = flags.cas.filter(|&cas| cas != 0) else {
@@ -66,7 +71,7 @@ impl MemcachedLock {
                     cas,
                     server,
                     identity: executed.identity,
-                    fencing_token: fencing_token(executed.identity, cas),
+                    fencing: fencing::token(&counter),
                     ttl,
                     acquired_at: started,
                     valid_until: started + validity(ttl, secs),
@@ -79,16 +84,6 @@ impl MemcachedLock {
             Reply::Ns(_) => {
                 in_flight.disarm();
                 Ok(None)
-            }
-            Reply::ServerError(msg) => {
-                in_flight.disarm();
-                Err(Error::new(
-                    ErrorKind::Protocol,
-                    codes::SERVER_ERROR,
-                    format!("memcached at {} refused the lock: {msg}", server.address()),
-                )
-                .with_detail("key", key)
-                .with_context(ctx))
             }
             other => Err(unexpected(ctx, "ms", &other)),
         }

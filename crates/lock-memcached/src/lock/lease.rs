@@ -31,7 +31,8 @@ pub(super) struct HeldLease {
     /// The stored value. It carries this acquisition's token, so the `Arc` itself
     /// identifies the acquisition (compared with `Arc::ptr_eq`).
     pub(super) value: Arc<[u8]>,
-    pub(super) fencing_token: u64,
+    /// The acquisition's fencing token, or why it has none.
+    pub(super) fencing: Result<u64, &'static str>,
     pub(super) ttl: Duration,
     pub(super) acquired_at: Instant,
     pub(super) valid_until: Instant,
@@ -66,7 +67,7 @@ impl HeldLease {
         Lease::new(
             key,
             LockValue::token(&self.value),
-            Some(self.fencing_token),
+            self.fencing.ok(),
             self.ttl,
             self.acquired_at,
             self.valid_until,
@@ -241,13 +242,6 @@ pub(super) fn ttl_secs(ctx: &Context, ttl: Duration, config: &MemcachedLockConfi
         .with_context(ctx));
     }
     Ok(secs as u32)
-}
-
-/// The fencing token of an acquisition: the boot epoch orders server lifetimes; within one,
-/// CAS values only grow. Valid while the CAS fits in 32 bits (docs/safety.md states the
-/// limits).
-pub(super) fn fencing_token(identity: ServerIdentity, cas: u64) -> u64 {
-    ((identity.boot_epoch.max(0) as u64) << 32) | (cas & 0xffff_ffff)
 }
 
 /// See [`HeldLease::gone_by`]; called when the reply has arrived.

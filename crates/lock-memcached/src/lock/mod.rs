@@ -4,6 +4,7 @@
 //! - [`acquire`]: `ms ME` (the retry loop around it is lock-core's);
 //! - [`cleanup`]: an acquire whose outcome is unknown is undone by token;
 //! - [`extend`]: `ms C<cas>`;
+//! - [`fencing`]: the per-key counter behind fencing tokens;
 //! - [`release`]: `md C<cas>`;
 //! - [`inspect`]: `mg`, read only;
 //! - [`status`]: the servers' health, for operators;
@@ -14,6 +15,7 @@ mod acquire;
 mod cleanup;
 mod errors;
 mod extend;
+mod fencing;
 mod inspect;
 mod lease;
 mod lifecycle;

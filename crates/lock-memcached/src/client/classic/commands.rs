@@ -6,7 +6,7 @@ use std::io;
 use commons::Error;
 
 use super::conn::ClassicConn;
-use crate::client::codec::{MetaFlags, Reply, Request, SetMode};
+use crate::client::codec::{MetaFlags, Reply, Request, SetMode, WireKey};
 use crate::client::errors::{not_sent, outcome_unknown, protocol_error, reply_error};
 
 /// The expiry that deletes: memcached reads an expiry above 30 days (2,592,000 s) as an
@@ -25,6 +25,7 @@ pub(crate) fn command_name(req: &Request) -> &'static str {
             mode: SetMode::Cas(_),
             ..
         } => "cas+gets",
+        Request::Acquire { .. } => "add+gets+incr",
         Request::Delete { .. } => "cas (delete)",
         Request::Get { .. } => "gets",
         Request::Noop => "mn",
@@ -130,6 +131,70 @@ async fn confirm(conn: &mut ClassicConn, key: &[u8], data: &[u8]) -> Result<Opti
     }
 }
 
+/// `add` then `gets`: `Hd` with the CAS when the stored value is ours, else `Ns`.
+async fn add_confirmed(
+    conn: &mut ClassicConn,
+    key: &WireKey,
+    data: &[u8],
+    ttl_secs: u32,
+) -> Result<Reply, Failure> {
+    let text = key_text(key.as_bytes())?;
+    match conn.proto.add(text, data, ttl_secs).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Ok(Reply::Ns(MetaFlags::default()));
+        }
+        Err(e) => return Err(Failure::from_io(e)),
+    }
+    // memcache-async reports every reply but NOT_STORED and error lines as stored: success
+    // is only reported when the item really holds our value.
+    match confirm(conn, key.as_bytes(), data).await {
+        Ok(Some(cas)) => Ok(Reply::Hd(MetaFlags {
+            cas: Some(cas),
+            ..MetaFlags::default()
+        })),
+        // Our item is already gone and someone else's (or nothing) is there.
+        Ok(None) => Ok(Reply::Ns(MetaFlags::default())),
+        Err(f) => Err(Failure::AfterStore(Box::new(f))),
+    }
+}
+
+/// Advances the fencing counter (`incr`), creating it at `initial` (`add`, never expiring)
+/// when it does not exist; the value as a `Va` reply, like meta `ma ... v`.
+async fn advance(
+    conn: &mut ClassicConn,
+    counter: &WireKey,
+    initial: u64,
+) -> Result<Reply, Failure> {
+    let text = key_text(counter.as_bytes())?;
+    let value = |n: u64| Reply::Va {
+        data: n.to_string().into_bytes(),
+        flags: MetaFlags::default(),
+    };
+    // Two rounds at most: a miss, then an add that another client's add beat.
+    for _ in 0..2 {
+        match conn.proto.increment(counter.as_bytes(), 1).await {
+            Ok(n) => return Ok(value(n)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure::from_io(e)),
+        }
+        match conn
+            .proto
+            .add(text, initial.to_string().as_bytes(), 0)
+            .await
+        {
+            Ok(()) => return Ok(value(initial)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Failure::from_io(e)),
+        }
+    }
+    conn.proto
+        .increment(counter.as_bytes(), 1)
+        .await
+        .map(value)
+        .map_err(Failure::from_io)
+}
+
 /// One request as classic commands on `conn`.
 pub(crate) async fn run(conn: &mut ClassicConn, req: &Request) -> Result<Reply, Failure> {
     let hd = |cas: Option<u64>| {
@@ -144,23 +209,31 @@ pub(crate) async fn run(conn: &mut ClassicConn, req: &Request) -> Result<Reply, 
             data,
             mode: SetMode::Add,
             ttl_secs,
+        } => add_confirmed(conn, key, data, *ttl_secs).await,
+        Request::Acquire {
+            key,
+            data,
+            ttl_secs,
+            counter,
+            initial,
         } => {
-            let text = key_text(key.as_bytes())?;
-            match conn.proto.add(text, data, *ttl_secs).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    return Ok(Reply::Ns(MetaFlags::default()));
+            let stored = add_confirmed(conn, key, data, *ttl_secs).await?;
+            // The counter is only advanced for an acquisition that holds the lock (it costs
+            // round trips here, unlike in the meta pipeline).
+            let counter = if matches!(stored, Reply::Hd(_)) {
+                match advance(conn, counter, *initial).await {
+                    Ok(value) => value,
+                    Err(Failure::Server(reply)) => reply,
+                    // The lock is held but the connection failed: the caller cleans up.
+                    Err(f) => return Err(Failure::AfterStore(Box::new(f))),
                 }
-                Err(e) => return Err(Failure::from_io(e)),
-            }
-            // memcache-async reports every reply but NOT_STORED and error lines as stored:
-            // success is only reported when the item really holds our value.
-            match confirm(conn, key.as_bytes(), data).await {
-                Ok(Some(cas)) => Ok(hd(Some(cas))),
-                // Our item is already gone and someone else's (or nothing) is there.
-                Ok(None) => Ok(Reply::Ns(MetaFlags::default())),
-                Err(f) => Err(Failure::AfterStore(Box::new(f))),
-            }
+            } else {
+                Reply::En
+            };
+            Ok(Reply::Acquired {
+                stored: Box::new(stored),
+                counter: Box::new(counter),
+            })
         }
         Request::Set {
             key,

@@ -109,6 +109,8 @@ impl Transport for ClassicTransport {
         // Only a clean exchange returns the connection: after anything else memcache-async
         // may have left part of a reply on it, so `out` is dropped (closed) instead.
         match outcome {
+            // An error line can leave more lines behind it: that connection is not reused.
+            Ok(Ok(reply)) if reply.poisons_stream() => Ok(reply),
             Ok(Ok(reply)) => {
                 self.pool.take_back(out);
                 Ok(reply)

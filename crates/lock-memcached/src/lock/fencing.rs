@@ -1,0 +1,97 @@
+//! Fencing tokens: a per-key counter on the key's server, advanced in the same round trip as
+//! every acquire (`ma` right behind the `ms`, on the same connection), so each acquisition of a
+//! key reads a larger value than every earlier one while the counter lives.
+//!
+//! Counters are shared by keys through a fixed number of buckets per server (memory stays
+//! bounded however many keys are locked; a shared counter still grows with each acquisition
+//! of every key on it) and never expire. A counter the server lost (restart, `flush_all`,
+//! eviction) is created again at the creating client's wall clock in nanoseconds, or just
+//! above the highest token this process has seen, whichever is larger: docs/safety.md states
+//! when that keeps the tokens growing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::client::{Reply, WireKey};
+
+/// Counters per server. 4096 items of about 80 bytes: a third of a megabyte.
+const BUCKETS: u32 = 4096;
+
+/// The highest token this process has read, from any server.
+static HIGHEST_SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// The counter that fences `key` (on the key's server).
+pub(super) fn counter_key(key: &WireKey) -> WireKey {
+    let bucket = crc32fast::hash(key.as_bytes()) % BUCKETS;
+    WireKey::new_unchecked(format!("pip-locks:fence:{bucket:03x}").into_bytes(), false)
+}
+
+/// The value a counter created by this acquire starts at.
+pub(super) fn initial_value() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    now.max(HIGHEST_SEEN.load(Ordering::Relaxed).saturating_add(1))
+}
+
+/// The token in the counter's reply, or why there is none.
+pub(super) fn token(counter: &Reply) -> Result<u64, &'static str> {
+    let Reply::Va { data, .. } = counter else {
+        return Err(match counter {
+            Reply::ServerError(_) => {
+                "the server refused to advance the fencing counter (out of memory?)"
+            }
+            Reply::ClientError(_) | Reply::Error => {
+                "the fencing counter item holds something that is not a number"
+            }
+            _ => "the fencing counter gave no value",
+        });
+    };
+    let value = std::str::from_utf8(data)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .ok_or("the fencing counter gave no number")?;
+    HIGHEST_SEEN.fetch_max(value, Ordering::Relaxed);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::MetaFlags;
+
+    fn va(text: &str) -> Reply {
+        Reply::Va {
+            data: text.as_bytes().to_vec(),
+            flags: MetaFlags::default(),
+        }
+    }
+
+    #[test]
+    fn counters_are_spread_over_a_bounded_set_of_valid_keys() {
+        let key = counter_key(&WireKey::new_unchecked(b"orders".to_vec(), false));
+        assert!(key.is_safe());
+        assert!(key.as_bytes().starts_with(b"pip-locks:fence:"));
+        let distinct: std::collections::HashSet<Vec<u8>> = (0..20_000)
+            .map(|i| {
+                counter_key(&WireKey::new_unchecked(format!("k{i}").into_bytes(), false))
+                    .as_bytes()
+                    .to_vec()
+            })
+            .collect();
+        assert!(distinct.len() <= BUCKETS as usize);
+        assert!(distinct.len() > 4000, "{} buckets used", distinct.len());
+    }
+
+    #[test]
+    fn a_new_counter_starts_above_every_token_seen() {
+        assert_eq!(token(&va("42")), Ok(42));
+        let high = u64::MAX / 2;
+        assert_eq!(token(&va(&high.to_string())), Ok(high));
+        assert!(initial_value() > high);
+        assert!(token(&Reply::ServerError("out of memory".into())).is_err());
+        assert!(token(&va("x")).is_err());
+        assert!(token(&Reply::En).is_err());
+    }
+}
