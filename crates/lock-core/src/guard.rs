@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use commons::{Context, Error, ErrorKind, Result, codes};
@@ -22,9 +23,12 @@ const MIN_RETRY_PAUSE: Duration = Duration::from_millis(10);
 ///   interval (default a third of the ttl; see [`LockGuardBuilder::renew_interval`]).
 /// * The guard is *lost* when a renewal is refused (the backend says the lock is no longer
 ///   ours) or when the lease's validity deadline passes without a successful renewal
-///   (renewal errors are retried until then). Watch it with [`LockGuard::is_lost`],
-///   [`LockGuard::lost`] or [`LockGuard::lost_signal`]; after that the protected work must
-///   stop, since another owner may hold the lock.
+///   (renewal errors are retried until then; a renewal whose reply comes after the
+///   deadline is not used). Watch it with [`LockGuard::is_lost`] or [`LockGuard::lost`],
+///   which check the deadline themselves (so they are right even while the renewal task
+///   cannot run, e.g. during a blocking section on a current-thread runtime), or with
+///   [`LockGuard::lost_signal`], which flips when the loss is noticed. Lost is final: the
+///   protected work must stop, since another owner may hold the lock.
 /// * [`LockGuard::release`] stops renewing and releases the lock. Dropping the guard
 ///   instead never blocks: it stops renewing and spawns a best-effort release on the
 ///   current runtime if there is one; otherwise the ttl frees the lock.
@@ -57,6 +61,8 @@ pub struct LockGuard {
     key: String,
     lease: watch::Receiver<Lease>,
     lost: watch::Receiver<bool>,
+    /// For [`LockGuard::is_lost`] to flip the signal when it notices the deadline.
+    lost_tx: watch::Sender<bool>,
     renewal: Option<JoinHandle<()>>,
     renew_interval: Duration,
     released: bool,
@@ -211,7 +217,7 @@ impl LockGuard {
             options.ttl,
             interval,
             lease_tx,
-            lost_tx,
+            lost_tx.clone(),
         ));
         LockGuard {
             lock: options.lock,
@@ -219,6 +225,7 @@ impl LockGuard {
             key: options.key,
             lease: lease_rx,
             lost: lost_rx,
+            lost_tx,
             renewal: Some(renewal),
             renew_interval: interval,
             released: false,
@@ -245,23 +252,48 @@ impl LockGuard {
         self.lease.borrow().fencing_token
     }
 
-    /// Whether the lease is lost (renewal refused, or validity deadline passed).
+    /// Whether the lease is lost: a renewal was refused, or the current lease's
+    /// `valid_until` has passed, whether or not the renewal task got to run (a blocked
+    /// runtime thread, say). Once `true`, it stays `true`: no later renewal is installed.
+    /// Noticing the deadline here also flips [`LockGuard::lost_signal`].
     pub fn is_lost(&self) -> bool {
-        *self.lost.borrow()
+        if *self.lost.borrow() {
+            return true;
+        }
+        if !past_deadline(&self.lease) {
+            return false;
+        }
+        mark_lost(&self.lost_tx);
+        true
     }
 
-    /// A watch that turns `true` when the lease is lost. Its sender is dropped when the
+    /// A watch that turns `true` when the loss is noticed: by the guard's renewal task (at
+    /// a refused renewal, or at the deadline when it gets to run) or by a call to
+    /// [`LockGuard::is_lost`]. It cannot follow time by itself, so while the task cannot
+    /// run it may still read `false` after the deadline: [`LockGuard::is_lost`] and
+    /// [`LockGuard::lost`] are the authoritative checks. Its senders are dropped when the
     /// guard is released or dropped.
     pub fn lost_signal(&self) -> watch::Receiver<bool> {
         self.lost.clone()
     }
 
-    /// Completes when the lease is lost, or once the guard is released or dropped (the
-    /// lock is then no longer held either). Does not borrow the guard.
+    /// Completes when the lease is lost (by the current lease's deadline at the latest,
+    /// following renewals that move it; at once when polled after it), or once the guard
+    /// is released or dropped (the lock is then no longer held either). Does not borrow
+    /// the guard.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut lost = self.lost.clone();
+        let (lost, lease) = (self.lost.clone(), self.lease.clone());
         async move {
-            let _ = lost.wait_for(|lost| *lost).await;
+            let mut wait = std::pin::pin!(wait_until_lost(lost.clone(), lease.clone()));
+            // Checked at every poll, so that a poll after the deadline completes even
+            // before the timer has fired.
+            std::future::poll_fn(|cx| {
+                if *lost.borrow() || past_deadline(&lease) {
+                    return Poll::Ready(());
+                }
+                wait.as_mut().poll(cx)
+            })
+            .await;
         }
     }
 
@@ -302,8 +334,42 @@ impl Drop for LockGuard {
     }
 }
 
+/// Whether the lease in `lease` has passed its validity deadline. The clock is read while
+/// the lease is borrowed, so a renewal cannot be installed between the two (see `renew`).
+fn past_deadline(lease: &watch::Receiver<Lease>) -> bool {
+    let current = lease.borrow();
+    Instant::now() >= current.valid_until
+}
+
+/// Sets the lost flag (once: receivers see one change).
+fn mark_lost(lost: &watch::Sender<bool>) {
+    lost.send_if_modified(|lost| !std::mem::replace(lost, true));
+}
+
+/// Waits for the lost flag, or for the current lease's deadline (following renewals);
+/// also returns once the guard's senders are gone (released or dropped).
+async fn wait_until_lost(mut lost: watch::Receiver<bool>, mut lease: watch::Receiver<Lease>) {
+    loop {
+        if *lost.borrow_and_update() {
+            return;
+        }
+        let deadline = lease.borrow_and_update().valid_until;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::select! {
+            changed = lost.changed() => if changed.is_err() { return },
+            changed = lease.changed() => if changed.is_err() { return },
+            () = sleep_until(deadline) => {}
+        }
+    }
+}
+
 /// The renewal task: extends the lease every `interval`, retries errors until the lease's
-/// validity deadline, and reports a loss on `lost`.
+/// validity deadline, and reports a loss on `lost`. A renewal is installed only while the
+/// current lease is still valid (checked under the channel's write lock), so whoever saw the
+/// deadline pass never sees a renewed lease afterwards; a reply that comes after the
+/// deadline is a loss.
 async fn renew(
     lock: Arc<dyn Lock>,
     ctx: Context,
@@ -328,13 +394,23 @@ async fn renew(
             _ = sleep_until(valid_until) => break,
         };
         match outcome {
-            // Another acquisition of the key (by the same lock instance, after this lease
-            // was lost) is not this guard's lease.
-            Ok(Some(renewed)) if renewed.token != lease.borrow().token => break,
             Ok(Some(renewed)) => {
-                valid_until = renewed.valid_until;
+                let renewed_until = renewed.valid_until;
+                let installed = lease.send_if_modified(|current| {
+                    // Another acquisition of the key (by the same lock instance, after this
+                    // lease was lost) is not this guard's lease; and past the deadline the
+                    // lease may already have been reported lost.
+                    if renewed.token != current.token || Instant::now() >= current.valid_until {
+                        return false;
+                    }
+                    *current = renewed;
+                    true
+                });
+                if !installed {
+                    break;
+                }
+                valid_until = renewed_until;
                 next = Instant::now() + interval;
-                lease.send_replace(renewed);
             }
             // Refused: the lock is no longer ours.
             Ok(None) => break,
@@ -342,7 +418,7 @@ async fn renew(
             Err(_) => next = Instant::now() + retry_pause,
         }
     }
-    lost.send_replace(true);
+    mark_lost(&lost);
 }
 
 #[cfg(test)]
@@ -356,11 +432,31 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Moves the paused clock forward by `d` without yielding, so that no other task runs
+    /// meanwhile: what a blocking section (`std::thread::sleep`) does on a current-thread
+    /// runtime.
+    fn block_for(d: Duration) {
+        let before = Instant::now();
+        // The first poll moves the clock, then yields; the yield is dropped unfinished.
+        let advance = std::pin::pin!(tokio::time::advance(d));
+        let _ = advance.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        assert_eq!(Instant::now(), before + d);
+    }
+
+    /// Polls `f` once: `Some` when it is complete, without waiting or yielding.
+    fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        match f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        }
+    }
+
     /// A MemoryLock whose `extend_lease` can be made to fail or hang.
     #[derive(Debug)]
     struct FlakyExtend {
         inner: MemoryLock,
-        /// 0: normal, 1: retryable error, 2: never completes.
+        /// 0: normal, 1: retryable error, 2: never completes, 3: extends at the backend,
+        /// then blocks the thread for 700 ms before replying.
         mode: AtomicU8,
         extends: AtomicU32,
     }
@@ -406,7 +502,12 @@ mod tests {
                     codes::CONNECTION_FAILED,
                     "down",
                 )),
-                _ => std::future::pending().await,
+                2 => std::future::pending().await,
+                _ => {
+                    let renewed = self.inner.extend_lease(c, k, t).await;
+                    block_for(ms(700));
+                    renewed
+                }
             }
         }
         async fn inspect_lock(&self, c: &Context, k: &str) -> Result<LockInfo> {
@@ -601,5 +702,79 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BadRequest);
         assert!(mem.table().is_empty());
+    }
+
+    // --- Lost follows the deadline, not only the renewal task ----------------------------
+
+    #[tokio::test(start_paused = true)]
+    async fn is_lost_and_lost_follow_the_deadline_while_the_renewal_task_cannot_run() {
+        let ctx = Context::new();
+        let mem = MemoryLock::new();
+        let other = mem.shared_with();
+        let guard = LockGuard::acquire(Arc::new(mem), &ctx, "k", ms(300), ms(0))
+            .await
+            .unwrap();
+        let mut signal = guard.lost_signal();
+        let mut lost = std::pin::pin!(guard.lost());
+        // Renewals move the deadline that lost() waits for.
+        tokio::time::sleep(ms(1000)).await;
+        assert!(!guard.is_lost());
+        assert!(poll_once(lost.as_mut()).is_none(), "renewed: not lost");
+        // A 700 ms blocking section: the renewal task cannot run.
+        block_for(ms(700));
+        assert!(!guard.lease().is_valid());
+        assert!(
+            other.try_acquire_lock(&ctx, "k", ms(60_000)).await.unwrap(),
+            "a second owner takes the key"
+        );
+        assert!(guard.is_lost(), "lost once the deadline passed: {guard:?}");
+        assert!(
+            poll_once(lost.as_mut()).is_some(),
+            "lost() resolves at the deadline"
+        );
+        assert!(
+            poll_once(std::pin::pin!(guard.lost())).is_some(),
+            "also when first polled after it"
+        );
+        assert!(*signal.borrow_and_update(), "is_lost() flips the signal");
+        // Sticky: the renewal task runs after the deadline and does not renew.
+        tokio::time::sleep(ms(1000)).await;
+        assert!(guard.is_lost());
+        assert!(!guard.release().await.unwrap());
+        assert!(other.inspect_lock(&ctx, "k").await.unwrap().held_by_me);
+    }
+
+    /// The reported case, on a real clock: a current-thread runtime blocked for longer than
+    /// the ttl.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocked_runtime_thread_sees_the_guard_lost() {
+        let ctx = Context::new();
+        let mem = MemoryLock::new();
+        let other = mem.shared_with();
+        let guard = LockGuard::acquire(Arc::new(mem), &ctx, "k", ms(300), ms(0))
+            .await
+            .unwrap();
+        std::thread::sleep(ms(700));
+        assert!(!guard.lease().is_valid());
+        assert!(other.try_acquire_lock(&ctx, "k", ms(300)).await.unwrap());
+        assert!(guard.is_lost(), "{guard:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_reply_after_the_deadline_counts_as_lost() {
+        let (flaky, guard) = guard_over_flaky(3).await;
+        let first = guard.lease();
+        // The renewal at 300 ms extends the lock, but its reply comes at 1000 ms, after
+        // the deadline (900 ms).
+        tokio::time::timeout(ms(5000), guard.lost())
+            .await
+            .expect("a late renewal reply is a loss");
+        assert_eq!(Instant::now(), first.acquired_at + ms(1000));
+        assert!(guard.is_lost());
+        assert_eq!(guard.lease(), first, "the late lease is not installed");
+        tokio::time::sleep(ms(2000)).await;
+        assert!(guard.is_lost(), "lost stays lost");
+        assert_eq!(guard.lease(), first);
+        assert_eq!(flaky.extends.load(Ordering::SeqCst), 1);
     }
 }
