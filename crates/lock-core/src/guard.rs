@@ -30,12 +30,17 @@ const MIN_RETRY_PAUSE: Duration = Duration::from_millis(10);
 ///   [`LockGuard::lost_signal`], which flips when the loss is noticed. Lost is final: the
 ///   protected work must stop, since another owner may hold the lock.
 /// * [`LockGuard::release`] stops renewing and releases the lock. Dropping the guard
-///   instead never blocks: it stops renewing and spawns a best-effort release on the
-///   current runtime if there is one; otherwise the ttl frees the lock.
+///   instead never blocks: it stops renewing and spawns a best-effort release of the lease
+///   on the current runtime if there is one; otherwise the ttl frees the lock.
 ///
-/// A lost guard never calls the backend's release: the key may have been taken again,
-/// and since ownership is per lock instance, releasing it could free a later acquisition
-/// made through the same instance.
+/// A lost guard still releases its lease (on [`LockGuard::release`] and on drop): a renewal
+/// cut off at the deadline, or answered too late, may have extended the lock at the
+/// backend, which would otherwise stay held by nobody for up to the ttl. This is safe
+/// because the guard releases through [`Lock::release_lease`], which deletes only the
+/// acquisition whose token the lease carries: a key taken again since, by another owner or
+/// through this same lock instance, is left alone. (A backend that keeps the default
+/// `release_lease`, which forwards to `release_owned`, has no per-acquisition token; see
+/// [`Lock::release_lease`].)
 ///
 /// ```
 /// use std::sync::Arc;
@@ -297,17 +302,16 @@ impl LockGuard {
         }
     }
 
-    /// Stops renewing and releases the lock: `Ok(true)` when this guard's lock was
-    /// deleted, `Ok(false)` when the lease was already lost (the backend is then not
-    /// called) or the backend found nothing of ours.
+    /// Stops renewing and releases the lease, lost or not, with [`Lock::release_lease`]
+    /// (token-checked, so a later acquisition of the key is never freed), and returns what
+    /// the backend says: `Ok(true)` when it deleted this guard's lock (also after a loss,
+    /// when a renewal cut off at the deadline had extended it), `Ok(false)` when it found
+    /// nothing of this lease (expired, or taken again).
     pub async fn release(mut self) -> Result<bool> {
         self.released = true;
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
             let _ = renewal.await;
-        }
-        if self.is_lost() {
-            return Ok(false);
         }
         let lease = self.lease();
         self.lock.release_lease(&self.ctx, &lease).await
@@ -319,7 +323,8 @@ impl Drop for LockGuard {
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
         }
-        if self.released || self.is_lost() {
+        // Lost or not: see the type's docs.
+        if self.released {
             return;
         }
         if let Ok(runtime) = Handle::try_current() {
@@ -456,7 +461,8 @@ mod tests {
     struct FlakyExtend {
         inner: MemoryLock,
         /// 0: normal, 1: retryable error, 2: never completes, 3: extends at the backend,
-        /// then blocks the thread for 700 ms before replying.
+        /// then blocks the thread for 700 ms before replying, 4: extends at the backend,
+        /// then the reply never arrives.
         mode: AtomicU8,
         extends: AtomicU32,
     }
@@ -503,12 +509,19 @@ mod tests {
                     "down",
                 )),
                 2 => std::future::pending().await,
-                _ => {
+                3 => {
                     let renewed = self.inner.extend_lease(c, k, t).await;
                     block_for(ms(700));
                     renewed
                 }
+                _ => {
+                    self.inner.extend_lease(c, k, t).await?;
+                    std::future::pending().await
+                }
             }
+        }
+        async fn release_lease(&self, c: &Context, l: &Lease) -> Result<bool> {
+            self.inner.release_lease(c, l).await
         }
         async fn inspect_lock(&self, c: &Context, k: &str) -> Result<LockInfo> {
             self.inner.inspect_lock(c, k).await
@@ -776,5 +789,67 @@ mod tests {
         assert!(guard.is_lost(), "lost stays lost");
         assert_eq!(guard.lease(), first);
         assert_eq!(flaky.extends.load(Ordering::SeqCst), 1);
+    }
+
+    // --- A lost guard still releases its own lease ---------------------------------------
+
+    /// A guard over a `FlakyExtend` whose renewal at 300 ms extends the lock at the backend
+    /// (to 1200 ms) but never replies, so the guard is lost at its deadline (900 ms) while
+    /// the lock stays held; and an owner sharing the table.
+    async fn lost_guard_with_an_extended_lock() -> (MemoryLock, LockGuard) {
+        let (flaky, guard) = guard_over_flaky(4).await;
+        let other = flaky.inner.shared_with();
+        let deadline = guard.lease().valid_until;
+        guard.lost().await;
+        assert_eq!(Instant::now(), deadline);
+        assert!(
+            !other
+                .try_acquire_lock(&Context::new(), "k", ms(60_000))
+                .await
+                .unwrap(),
+            "the cut-off renewal extended the lock at the backend"
+        );
+        (other, guard)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn releasing_a_lost_guard_frees_what_a_cut_off_renewal_extended() {
+        let ctx = Context::new();
+        let (other, guard) = lost_guard_with_an_extended_lock().await;
+        assert!(guard.release().await.unwrap(), "the backend deleted it");
+        assert!(other.try_acquire_lock(&ctx, "k", ms(60_000)).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_a_lost_guard_frees_what_a_cut_off_renewal_extended() {
+        let ctx = Context::new();
+        let (other, guard) = lost_guard_with_an_extended_lock().await;
+        drop(guard);
+        tokio::task::yield_now().await;
+        assert!(other.try_acquire_lock(&ctx, "k", ms(60_000)).await.unwrap());
+    }
+
+    /// The release of a lost guard is token-checked: a later acquisition of the key, even
+    /// by the same lock instance, is left alone.
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_guard_never_releases_a_later_acquisition_of_the_same_instance() {
+        let ctx = Context::new();
+        for drop_it in [false, true] {
+            let (flaky, guard) = guard_over_flaky(2).await;
+            guard.lost().await;
+            let later = flaky
+                .try_acquire_lease(&ctx, "k", ms(60_000))
+                .await
+                .unwrap();
+            let later = later.expect("the lost lease expired");
+            if drop_it {
+                drop(guard);
+                tokio::task::yield_now().await;
+            } else {
+                assert!(!guard.release().await.unwrap());
+            }
+            assert!(flaky.inspect_lock(&ctx, "k").await.unwrap().held_by_me);
+            assert!(flaky.release_lease(&ctx, &later).await.unwrap());
+        }
     }
 }
