@@ -20,7 +20,8 @@ const MIN_RETRY_PAUSE: Duration = Duration::from_millis(10);
 /// A lock held by this process: a [`Lease`] renewed in the background until released.
 ///
 /// * A background task (on the current Tokio runtime) extends the lease every renew
-///   interval (default a third of the ttl; see [`LockGuardBuilder::renew_interval`]).
+///   interval (default a third of the lease's validity; see
+///   [`LockGuardBuilder::renew_interval`]).
 /// * The guard is *lost* when a renewal is refused (the backend says the lock is no longer
 ///   ours) or when the lease's validity deadline passes without a successful renewal
 ///   (renewal errors are retried until then; a renewal whose reply comes after the
@@ -85,6 +86,15 @@ impl fmt::Debug for LockGuard {
 
 /// Options for a [`LockGuard`] before it is acquired.
 ///
+/// The renew interval must fit the lease the backend returns: a backend may guarantee a
+/// lease for less than its ttl (its validity, `valid_until - acquired_at`; memcached's is the
+/// ttl rounded up to whole seconds minus 1 s, so a ttl of 2 s is valid for 1 s and one of
+/// 1 s for none). After obtaining the first lease, if the renew interval is not shorter than
+/// that validity (or the validity is zero) the guard could never renew in time: it releases
+/// the lease and acquiring fails with `BAD_TTL` (kind bad request), naming the interval, the
+/// validity and the ttl. Without an explicit interval the default, a third of the validity,
+/// always fits a lease with some validity.
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
@@ -119,16 +129,22 @@ impl fmt::Debug for LockGuardBuilder {
 }
 
 impl LockGuardBuilder {
-    /// How often the lease is extended (default: a third of the ttl). Must be shorter
-    /// than the ttl and not zero.
+    /// How often the lease is extended (default: a third of the first lease's validity,
+    /// see the type's docs). Must not be zero and must be shorter than the ttl (checked
+    /// before acquiring) and than the lease's validity (checked on the first lease, which is
+    /// then released); `BAD_TTL` otherwise.
     pub fn renew_interval(mut self, interval: Duration) -> Self {
         self.renew_interval = Some(interval);
         self
     }
 
-    fn checked_interval(&self, ctx: &Context) -> Result<(Duration, Handle)> {
-        let interval = self.renew_interval.unwrap_or(self.ttl / 3);
-        if interval.is_zero() || interval >= self.ttl {
+    /// What can be checked before acquiring: an explicit renew interval against the ttl,
+    /// and the runtime the renewals run on.
+    fn preflight(&self, ctx: &Context) -> Result<Handle> {
+        if let Some(interval) = self
+            .renew_interval
+            .filter(|i| i.is_zero() || *i >= self.ttl)
+        {
             return Err(Error::bad_request(
                 codes::BAD_TTL,
                 format!(
@@ -150,27 +166,74 @@ impl LockGuardBuilder {
             .with_detail("key", &self.key)
             .with_context(ctx)
         })?;
-        Ok((interval, runtime))
+        Ok(runtime)
+    }
+
+    /// The renew interval for `lease`: the explicit one or a third of the lease's
+    /// validity, which it must be shorter than. Otherwise the lease is released (best
+    /// effort: failing that, its ttl frees it) and the error says why.
+    async fn interval_for(&self, ctx: &Context, lease: &Lease) -> Result<Duration> {
+        let validity = lease
+            .valid_until
+            .saturating_duration_since(lease.acquired_at);
+        let interval = self.renew_interval.unwrap_or(validity / 3);
+        if !interval.is_zero() && interval < validity {
+            return Ok(interval);
+        }
+        let released = match self.lock.release_lease(ctx, lease).await {
+            Ok(_) => "the lease was released",
+            Err(_) => "releasing the lease failed (its ttl frees it)",
+        };
+        let advice = if validity.is_zero() {
+            "use a longer ttl"
+        } else {
+            "set a renew interval shorter than the validity (or none: the default is a third \
+             of the validity), or use a longer ttl"
+        };
+        Err(Error::bad_request(
+            codes::BAD_TTL,
+            format!(
+                "the renew interval ({} ms){} is not shorter than the lease's validity ({} ms): \
+                 the backend's validity is shorter than its ttl ({} ms), so the guard could \
+                 never renew the lease in time; {released}; {advice}",
+                interval.as_millis(),
+                if self.renew_interval.is_none() {
+                    ", by default a third of the validity,"
+                } else {
+                    ""
+                },
+                validity.as_millis(),
+                self.ttl.as_millis(),
+            ),
+        )
+        .with_detail("key", &self.key)
+        .with_detail("ttl_ms", self.ttl.as_millis())
+        .with_detail("validity_ms", validity.as_millis())
+        .with_detail("renew_interval_ms", interval.as_millis())
+        .with_context(ctx))
     }
 
     /// One attempt; `Ok(None)` when someone else holds the key.
     pub async fn try_acquire(self, ctx: &Context) -> Result<Option<LockGuard>> {
-        let (interval, runtime) = self.checked_interval(ctx)?;
+        let runtime = self.preflight(ctx)?;
         let lease = self
             .lock
             .try_acquire_lease(ctx, &self.key, self.ttl)
             .await?;
-        Ok(lease.map(|lease| LockGuard::start(self, ctx, lease, interval, &runtime)))
+        match lease {
+            Some(lease) => LockGuard::start(self, ctx, lease, &runtime).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Waits up to `timeout` for the key (`LOCK_TIMEOUT` otherwise).
     pub async fn acquire(self, ctx: &Context, timeout: Duration) -> Result<LockGuard> {
-        let (interval, runtime) = self.checked_interval(ctx)?;
+        let runtime = self.preflight(ctx)?;
         let lease = self
             .lock
             .acquire_lease(ctx, &self.key, self.ttl, timeout)
             .await?;
-        Ok(LockGuard::start(self, ctx, lease, interval, &runtime))
+        LockGuard::start(self, ctx, lease, &runtime).await
     }
 }
 
@@ -206,13 +269,15 @@ impl LockGuard {
         Self::builder(lock, key, ttl).acquire(ctx, timeout).await
     }
 
-    fn start(
+    /// Starts renewing `lease`, once its validity is known to leave room for the renew
+    /// interval (the lease is released otherwise).
+    async fn start(
         options: LockGuardBuilder,
         ctx: &Context,
         lease: Lease,
-        interval: Duration,
         runtime: &Handle,
-    ) -> LockGuard {
+    ) -> Result<LockGuard> {
+        let interval = options.interval_for(ctx, &lease).await?;
         let (lease_tx, lease_rx) = watch::channel(lease);
         let (lost_tx, lost_rx) = watch::channel(false);
         let renewal = runtime.spawn(renew(
@@ -224,7 +289,7 @@ impl LockGuard {
             lease_tx,
             lost_tx.clone(),
         ));
-        LockGuard {
+        Ok(LockGuard {
             lock: options.lock,
             ctx: ctx.clone(),
             key: options.key,
@@ -234,7 +299,7 @@ impl LockGuard {
             renewal: Some(renewal),
             renew_interval: interval,
             released: false,
-        }
+        })
     }
 
     /// The key held.
@@ -522,6 +587,68 @@ mod tests {
         }
         async fn release_lease(&self, c: &Context, l: &Lease) -> Result<bool> {
             self.inner.release_lease(c, l).await
+        }
+        async fn inspect_lock(&self, c: &Context, k: &str) -> Result<LockInfo> {
+            self.inner.inspect_lock(c, k).await
+        }
+    }
+
+    /// A MemoryLock whose leases are certainly valid for `cut` less than their ttl (as
+    /// memcached's: the ttl rounded up to whole seconds, minus 1 s); the entries themselves
+    /// last the whole ttl.
+    #[derive(Debug)]
+    struct ShortValidity {
+        inner: MemoryLock,
+        cut: Duration,
+    }
+
+    impl ShortValidity {
+        fn new(cut: Duration) -> Self {
+            ShortValidity {
+                inner: MemoryLock::new(),
+                cut,
+            }
+        }
+
+        fn shorten(&self, lease: Lease) -> Lease {
+            let valid_until = lease.acquired_at + lease.ttl.saturating_sub(self.cut);
+            Lease {
+                valid_until,
+                ..lease
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Lock for ShortValidity {
+        async fn try_acquire_lease(
+            &self,
+            c: &Context,
+            k: &str,
+            t: Duration,
+        ) -> Result<Option<Lease>> {
+            let lease = self.inner.try_acquire_lease(c, k, t).await?;
+            Ok(lease.map(|l| self.shorten(l)))
+        }
+        async fn acquire_lease(
+            &self,
+            c: &Context,
+            k: &str,
+            t: Duration,
+            w: Duration,
+        ) -> Result<Lease> {
+            let lease = self.inner.acquire_lease(c, k, t, w).await?;
+            Ok(self.shorten(lease))
+        }
+        async fn release_owned(&self, c: &Context, k: &str) -> Result<bool> {
+            self.inner.release_owned(c, k).await
+        }
+        async fn release_lease(&self, c: &Context, l: &Lease) -> Result<bool> {
+            self.inner.release_lease(c, l).await
+        }
+        async fn extend_lease(&self, c: &Context, k: &str, t: Duration) -> Result<Option<Lease>> {
+            let lease = self.inner.extend_lease(c, k, t).await?;
+            Ok(lease.map(|l| self.shorten(l)))
         }
         async fn inspect_lock(&self, c: &Context, k: &str) -> Result<LockInfo> {
             self.inner.inspect_lock(c, k).await
@@ -851,5 +978,78 @@ mod tests {
             assert!(flaky.inspect_lock(&ctx, "k").await.unwrap().held_by_me);
             assert!(flaky.release_lease(&ctx, &later).await.unwrap());
         }
+    }
+
+    // --- The renew interval must fit the lease's validity --------------------------------
+
+    /// Asserts `err` is the clear BAD_TTL of a renew interval that cannot fit the validity.
+    fn assert_validity_error(err: &Error, interval_ms: u128, validity_ms: u128, ttl_ms: u128) {
+        assert_eq!(
+            (err.kind(), err.code()),
+            (ErrorKind::BadRequest, codes::BAD_TTL)
+        );
+        assert_eq!(err.trace_id(), Some("g"));
+        let message = err.to_string();
+        for part in [
+            format!("renew interval ({interval_ms} ms)"),
+            format!("validity ({validity_ms} ms)"),
+            format!("ttl ({ttl_ms} ms)"),
+            "shorter than its ttl".to_owned(),
+        ] {
+            assert!(message.contains(&part), "{part:?} not in {message:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renew_interval_not_shorter_than_the_validity_is_refused_and_released() {
+        let ctx = Context::with_trace_id("g");
+        // ttl 2 s, validity 1 s (as memcached's).
+        let lock = Arc::new(ShortValidity::new(ms(1000)));
+        for interval in [ms(1000), ms(1500)] {
+            let builder =
+                || LockGuard::builder(lock.clone(), "k", ms(2000)).renew_interval(interval);
+            let err = builder().try_acquire(&ctx).await.unwrap_err();
+            assert_validity_error(&err, interval.as_millis(), 1000, 2000);
+            assert!(lock.inner.table().is_empty(), "the lease was released");
+            let err = builder().acquire(&ctx, ms(0)).await.unwrap_err();
+            assert_validity_error(&err, interval.as_millis(), 1000, 2000);
+            assert!(lock.inner.table().is_empty(), "the lease was released");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_default_renew_interval_is_a_third_of_the_validity() {
+        let ctx = Context::new();
+        // ttl 900 ms, validity 300 ms: a third of the ttl could never renew in time.
+        let lock = Arc::new(ShortValidity::new(ms(600)));
+        let other = lock.inner.shared_with();
+        let guard = LockGuard::acquire(lock.clone(), &ctx, "k", ms(900), ms(0))
+            .await
+            .unwrap();
+        assert_eq!(guard.renew_interval(), ms(100));
+        tokio::time::sleep(ms(2000)).await;
+        assert!(!guard.is_lost());
+        assert!(guard.lease().is_valid());
+        assert!(!other.try_acquire_lock(&ctx, "k", ms(900)).await.unwrap());
+        assert!(guard.release().await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_without_validity_is_refused_and_released() {
+        let ctx = Context::with_trace_id("g");
+        // ttl 1 s, validity 0 (as memcached's).
+        let lock = Arc::new(ShortValidity::new(ms(1000)));
+        let err = LockGuard::try_acquire(lock.clone(), &ctx, "k", ms(1000))
+            .await
+            .unwrap_err();
+        assert_validity_error(&err, 0, 0, 1000);
+        assert!(lock.inner.table().is_empty(), "the lease was released");
+        let err = LockGuard::builder(lock.clone(), "k", ms(1000))
+            .renew_interval(ms(100))
+            .acquire(&ctx, ms(0))
+            .await
+            .unwrap_err();
+        assert_validity_error(&err, 100, 0, 1000);
+        assert!(lock.inner.table().is_empty(), "the lease was released");
     }
 }
