@@ -448,13 +448,17 @@ async fn present(resource: &mut ResourceClient, stats: &Stats, holder: &Holder) 
 }
 
 async fn guard_exit(guard: &LockGuard) -> Exit {
+    // The watch, not `is_lost()`: `is_lost()` answers from the deadline by itself, while the
+    // watch shows whether the guard's task signalled the loss (what a `lost_signal()` user
+    // relies on).
+    let signal = guard.lost_signal();
     let lease = guard.lease();
-    let mut lost = guard.is_lost();
+    let mut lost = *signal.borrow();
     let mut lost_without_signal = false;
     if !lease.is_valid() && !lost {
         // The renewal task sends the signal at the deadline; give it a moment to run.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        lost = guard.is_lost();
+        lost = *signal.borrow();
         lost_without_signal = !lost;
     }
     Exit {

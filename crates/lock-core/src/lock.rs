@@ -1,5 +1,6 @@
 //! The `Lock` trait and the values it returns.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +27,9 @@ pub struct Lease {
     pub token: String,
     /// Monotonic per key, where the backend provides it.
     pub fencing_token: Option<u64>,
+    /// Why `fencing_token` is `None` for this lease although the backend gives tokens (for
+    /// example: its server could not advance the counter). `None` otherwise.
+    pub fencing_unavailable: Option<Cow<'static, str>>,
     /// The ttl asked for.
     pub ttl: Duration,
     /// When the lease was acquired (or last extended), by the local monotonic clock.
@@ -50,10 +54,19 @@ impl Lease {
             key: key.into(),
             token: token.into(),
             fencing_token,
+            fencing_unavailable: None,
             ttl,
             acquired_at,
             valid_until,
         }
+    }
+
+    /// The lease without a fencing token, saying why (for backends: a token they could not
+    /// guarantee is left out, never guessed).
+    pub fn without_fencing(mut self, why: impl Into<Cow<'static, str>>) -> Self {
+        self.fencing_token = None;
+        self.fencing_unavailable = Some(why.into());
+        self
     }
 
     /// Whether the validity deadline has not passed yet.
@@ -73,6 +86,7 @@ impl fmt::Debug for Lease {
             .field("key", &self.key)
             .field("token", &self.token)
             .field("fencing_token", &self.fencing_token)
+            .field("fencing_unavailable", &self.fencing_unavailable)
             .field("ttl", &self.ttl)
             .field("remaining", &self.remaining())
             .finish()

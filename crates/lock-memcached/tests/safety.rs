@@ -3,6 +3,7 @@
 //! test here was written against a defect seen in review and failed before its fix.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use commons::Context;
 use lock_core::Lock;
@@ -238,4 +239,64 @@ async fn fencing_tokens_grow_with_every_acquisition_and_after_a_flush() {
         // Released by whoever holds it; after the flush there is nothing left to release.
         owner.release_lease(&ctx, &lease).await.expect("release");
     }
+}
+
+/// Where the lock cannot vouch for a token (here: the key's counter item holds something
+/// that is not a number), the lease carries none and says why; the lock itself still works.
+#[tokio::test]
+async fn a_lease_without_a_trustworthy_counter_has_no_token_and_says_why() {
+    let server = start();
+    let ctx = Context::new();
+    for classic in [false, true] {
+        let lock = if classic {
+            open_classic(&server.address(), &[]).await
+        } else {
+            open_lock(&server.address(), &[]).await
+        };
+        let key = unique_key("spoiled-counter");
+        let bucket = crc32fast::hash(key.as_bytes()) % 4096;
+        let (reply, _) = support::raw(
+            &server.address(),
+            &format!("set pip-locks:fence:{bucket:03x} 0 0 1\r\nx\r\n"),
+        );
+        assert_eq!(reply, "STORED");
+        let lease = lock
+            .try_acquire_lease(&ctx, &key, TTL)
+            .await
+            .expect("acquire")
+            .expect("free key");
+        assert_eq!(lease.fencing_token, None, "classic: {classic}");
+        let why = lease.fencing_unavailable.clone().expect("a reason");
+        assert!(why.contains("not a number"), "classic: {classic}: {why}");
+        assert!(lock.release_lease(&ctx, &lease).await.expect("release"));
+        support::raw(
+            &server.address(),
+            &format!("delete pip-locks:fence:{bucket:03x}\r\n"),
+        );
+    }
+}
+
+/// A guard whose renew interval can never renew in time is refused (memcached trusts a ttl
+/// of 2 s for 1 s only), and the lock it took for the check is given back.
+#[tokio::test]
+async fn a_guard_that_could_never_renew_in_time_is_refused() {
+    let server = start();
+    let lock: Arc<dyn Lock> = Arc::new(open_lock(&server.address(), &[]).await);
+    let ctx = Context::new();
+    let key = unique_key("guard");
+    let err = lock_core::LockGuard::builder(lock.clone(), &key, Duration::from_secs(2))
+        .renew_interval(Duration::from_millis(1500))
+        .try_acquire(&ctx)
+        .await
+        .expect_err("an interval past the validity must be refused");
+    assert_eq!(err.code(), commons::codes::BAD_TTL, "{err}");
+    assert!(!lock.inspect_lock(&ctx, &key).await.expect("inspect").held);
+    // The default interval fits the validity.
+    let guard = lock_core::LockGuard::builder(lock.clone(), &key, Duration::from_secs(2))
+        .try_acquire(&ctx)
+        .await
+        .expect("acquire")
+        .expect("free key");
+    assert!(guard.renew_interval() < Duration::from_secs(1));
+    assert!(guard.release().await.expect("release"));
 }

@@ -64,14 +64,18 @@ impl HeldLease {
     }
 
     pub(super) fn to_lease(&self, key: &str) -> Lease {
-        Lease::new(
+        let lease = Lease::new(
             key,
             LockValue::token(&self.value),
             self.fencing.ok(),
             self.ttl,
             self.acquired_at,
             self.valid_until,
-        )
+        );
+        match self.fencing {
+            Ok(_) => lease,
+            Err(why) => lease.without_fencing(why),
+        }
     }
 }
 
