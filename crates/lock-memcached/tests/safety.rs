@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use commons::Context;
 use lock_core::Lock;
+use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
 mod support;
@@ -299,4 +300,90 @@ async fn a_guard_that_could_never_renew_in_time_is_refused() {
         .expect("free key");
     assert!(guard.renew_interval() < Duration::from_secs(1));
     assert!(guard.release().await.expect("release"));
+}
+
+/// The acquire of a paused server: `OUTCOME_UNKNOWN` after `options.timeout`, while the
+/// request waits in the server's socket. Returns the two owners and the key.
+async fn acquire_into_a_paused_server(
+    server: &MemcachedServer,
+    pause: Duration,
+) -> (MemcachedLock, MemcachedLock, String) {
+    let options = [("options.pool_size", "1"), ("options.timeout", "500")];
+    let a = open_lock(&server.address(), &options).await;
+    let b = open_lock(&server.address(), &options).await;
+    let key = unique_key("abandoned");
+    server.pause();
+    let err = a
+        .try_acquire_lock(&Context::new(), &key, Duration::from_secs(20))
+        .await
+        .expect_err("a paused server cannot answer");
+    assert_eq!(err.code(), commons::codes::OUTCOME_UNKNOWN, "{err}");
+    tokio::time::sleep(pause.saturating_sub(Duration::from_millis(500))).await;
+    server.resume();
+    (a, b, key)
+}
+
+/// How long after the call `b` takes `key` (polling every 100 ms for up to `within`).
+async fn taken_within(b: &MemcachedLock, key: &str, within: Duration) -> Option<Duration> {
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < within {
+        if b.try_acquire_lock(&Context::new(), key, TTL)
+            .await
+            .unwrap_or(false)
+        {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// An acquire abandoned to a paused server (its request is processed when the server
+/// resumes, after the caller gave up) does not hold the key for its 20 s ttl: it is undone
+/// as soon as the server answers, and the cleanup does not mark the server down.
+#[tokio::test]
+async fn an_abandoned_acquire_frees_its_key_soon_after_the_outage() {
+    let server = start();
+    let (a, b, key) = acquire_into_a_paused_server(&server, Duration::from_secs(3)).await;
+    let taken = taken_within(&b, &key, Duration::from_secs(5)).await;
+    assert!(taken.is_some(), "the key stayed held after the outage");
+    let status = a.server_status(&Context::new()).await.expect("status");
+    assert!(!status[0].down, "the cleanup marked the server down");
+    assert_eq!(a.held_count(), 0, "the unconfirmed record is gone");
+}
+
+/// After `OUTCOME_UNKNOWN`, the owner's own release deletes the item if the acquisition
+/// stored it (the instance keeps the acquisition's token for that).
+#[tokio::test]
+async fn releasing_after_an_unknown_outcome_frees_the_key() {
+    let server = start();
+    let (a, b, key) = acquire_into_a_paused_server(&server, Duration::from_secs(1)).await;
+    a.release_lock(&Context::new(), &key)
+        .await
+        .expect("release");
+    let taken = taken_within(&b, &key, Duration::from_secs(2)).await;
+    assert!(taken.is_some(), "the released key stayed held");
+}
+
+/// An acquire future dropped while its request waits in a paused server's socket is undone
+/// too, by the reply that arrives once the server resumes (not by a read on another
+/// connection, which a resumed server may answer first).
+#[tokio::test]
+async fn a_dropped_acquire_frees_its_key_soon_after_the_outage() {
+    let server = start();
+    let options = [("options.pool_size", "2"), ("options.timeout", "500")];
+    let a = open_lock(&server.address(), &options).await;
+    let b = open_lock(&server.address(), &options).await;
+    let key = unique_key("dropped");
+    server.pause();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(200),
+        a.try_acquire_lock(&Context::new(), &key, Duration::from_secs(20)),
+    )
+    .await;
+    assert!(dropped.is_err(), "a paused server cannot answer");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.resume();
+    let taken = taken_within(&b, &key, Duration::from_secs(5)).await;
+    assert!(taken.is_some(), "the key stayed held after the outage");
 }

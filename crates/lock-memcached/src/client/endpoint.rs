@@ -8,7 +8,7 @@ use super::codec::Request;
 use super::health::ServerHealth;
 use super::identity::ServerIdentity;
 use super::meta::MetaTransport;
-use super::server::{Executed, Server};
+use super::server::{Call, Executed, Server};
 
 /// A memcached server in either protocol.
 #[derive(Debug)]
@@ -69,5 +69,15 @@ impl Endpoint {
         expect_identity: Option<ServerIdentity>,
     ) -> Result<Executed, Error> {
         forward!(self, s => s.execute(ctx, req, idempotent, expect_identity).await)
+    }
+
+    /// Runs `req` as `call` says; see [`Server::call`].
+    pub(crate) async fn call(
+        &self,
+        ctx: &Context,
+        req: Request,
+        call: &Call,
+    ) -> Result<Executed, Error> {
+        forward!(self, s => s.call(ctx, req, call).await)
     }
 }

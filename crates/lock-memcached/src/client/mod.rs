@@ -3,6 +3,7 @@
 //! - [`codec`]: requests to bytes and bytes to replies, tested without a server;
 //! - [`errors`], [`identity`], [`options`], [`tcp`]: what both transports share (the errors,
 //!   which boot of a server a connection talks to, the settings, opening a socket);
+//! - [`late`]: where a reply goes when its caller stopped waiting;
 //! - [`transport`]: the seam between the policy and the wire, implemented by
 //!   - [`meta`]: pipelined meta commands, one task per socket, cancellation-safe;
 //!   - [`classic`]: the classic text protocol through memcache-async, for old servers;
@@ -20,6 +21,7 @@ mod endpoint;
 mod errors;
 mod health;
 mod identity;
+mod late;
 mod meta;
 mod options;
 mod selector;
@@ -35,6 +37,8 @@ pub(crate) use codec::MetaFlags;
 pub(crate) use codec::{EVERY_SHAPE, Reply, Request, SetMode, WireKey, parse};
 pub(crate) use endpoint::Endpoint;
 pub(crate) use identity::ServerIdentity;
+pub(crate) use late::{Late, LateReceiver, late_channel};
 pub(crate) use options::ClientOptions;
 pub use options::ProtocolMode;
 pub use selector::KeyDistribution;
+pub(crate) use server::Call;

@@ -18,9 +18,26 @@ use super::errors::{
 };
 use super::health::ServerHealth;
 use super::identity::{Probe, ServerIdentity, restarted};
+use super::late::LateSender;
 use super::options::ClientOptions;
 use super::transport::{ConnectionPool, ExchangeError, Transport};
 use crate::codes::SERVER_RESTARTED;
+
+/// How one request is run (see [`Server::execute`] for the plain case).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Call {
+    /// Safe to repeat: retried after retryable errors and unknown outcomes. Otherwise only
+    /// retried when nothing was sent.
+    pub(crate) idempotent: bool,
+    /// The connection used must talk to exactly this boot of the server, or nothing is sent
+    /// (`SERVER_RESTARTED`).
+    pub(crate) expect_identity: Option<ServerIdentity>,
+    /// Where the reply goes if the caller stops waiting after the request left.
+    pub(crate) late: Option<LateSender>,
+    /// Background work: its failures do not count towards marking the server down, and it
+    /// is tried even while the server is marked down.
+    pub(crate) quiet: bool,
+}
 
 /// A reply together with the identity of the server boot that produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,14 +109,15 @@ impl<T: Transport> Server<T> {
     /// Opens (or reuses) one connection and probes it: used when the cluster opens.
     pub(crate) async fn check(&self, ctx: &Context) -> Result<ServerIdentity, Error> {
         let deadline = Instant::now() + self.options.timeout;
-        let checkout = match timeout_at(deadline, self.transport.checkout(None, deadline)).await {
-            Ok(r) => r.map_err(|e| e.with_context(ctx))?,
-            Err(_) => {
-                return Err(self
-                    .timeout_error("waiting for a connection")
-                    .with_context(ctx));
-            }
-        };
+        let checkout =
+            match timeout_at(deadline, self.transport.checkout(None, deadline, false)).await {
+                Ok(r) => r.map_err(|e| e.with_context(ctx))?,
+                Err(_) => {
+                    return Err(self
+                        .timeout_error("waiting for a connection")
+                        .with_context(ctx));
+                }
+            };
         self.observe(checkout.fresh);
         let identity = checkout.identity;
         self.transport.give_back(checkout.conn);
@@ -119,6 +137,21 @@ impl<T: Transport> Server<T> {
         idempotent: bool,
         expect_identity: Option<ServerIdentity>,
     ) -> Result<Executed, Error> {
+        let call = Call {
+            idempotent,
+            expect_identity,
+            ..Call::default()
+        };
+        self.call(ctx, req, &call).await
+    }
+
+    /// [`Server::execute`] with every option of a [`Call`].
+    pub(crate) async fn call(
+        &self,
+        ctx: &Context,
+        req: Request,
+        call: &Call,
+    ) -> Result<Executed, Error> {
         if let Request::Set { data, .. } = &req
             && data.len() > self.options.max_value
         {
@@ -134,17 +167,23 @@ impl<T: Transport> Server<T> {
         let req = Arc::new(req);
         let mut attempt = 0u32;
         loop {
-            let err = match self.attempt(&req, expect_identity, deadline).await {
+            let err = match self.attempt(&req, call, deadline).await {
                 Ok(executed) => {
                     self.health.record_success();
                     return Ok(executed);
                 }
                 Err(err) => err,
             };
-            self.health.record_outcome(&err);
+            // Background work (cleanups) keeps trying where the caller would have given up;
+            // its failures must not mark the server down on their own.
+            if !call.quiet {
+                self.health.record_outcome(&err);
+            }
             let repeatable = match err.code() {
                 codes::SERVER_DOWN | SERVER_RESTARTED => false,
-                _ if idempotent => err.is_retryable() || err.kind() == ErrorKind::OutcomeUnknown,
+                _ if call.idempotent => {
+                    err.is_retryable() || err.kind() == ErrorKind::OutcomeUnknown
+                }
                 _ => err.kind() == ErrorKind::Connection,
             };
             if !repeatable || attempt >= self.options.retries || Instant::now() >= deadline {
@@ -157,24 +196,37 @@ impl<T: Transport> Server<T> {
     async fn attempt(
         &self,
         req: &Arc<Request>,
-        expect_identity: Option<ServerIdentity>,
+        call: &Call,
         deadline: Instant,
     ) -> Result<Executed, Error> {
-        self.health.check_up()?;
-        let checkout =
-            match timeout_at(deadline, self.transport.checkout(Some(req), deadline)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(self.timeout_error("waiting for a connection")),
-            };
+        if !call.quiet {
+            self.health.check_up()?;
+        }
+        let checkout = match timeout_at(
+            deadline,
+            self.transport.checkout(Some(req), deadline, call.quiet),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Err(self.timeout_error("waiting for a connection")),
+        };
         self.observe(checkout.fresh);
         let identity = checkout.identity;
-        if let Some(expected) = expect_identity
+        if let Some(expected) = call.expect_identity
             && expected != identity
         {
             self.transport.give_back(checkout.conn);
             return Err(restarted(&self.address, expected, identity));
         }
-        match self.transport.exchange(checkout.conn, req, deadline).await {
+        if let Some(late) = &call.late {
+            late.attach(identity);
+        }
+        let exchanged = self
+            .transport
+            .exchange(checkout.conn, req, deadline, call.late.as_ref())
+            .await;
+        match exchanged {
             Ok(reply) => match failure_of(&reply) {
                 Some(failure) => Err(reply_error(&self.address, failure, T::command_name(req))),
                 None => Ok(Executed { reply, identity }),

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::codec::{Reply, Request};
 use super::identity::{Probe, ServerIdentity};
+use super::late::LateSender;
 use super::options::ClientOptions;
 
 /// A connection checked out for one request.
@@ -46,11 +47,13 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
 
     /// A connection for `req` (`None`: any connection, to probe the server): a pooled one,
     /// or a new, probed one. Not bounded in time by itself beyond `deadline` for the probe;
-    /// the policy bounds the wait.
+    /// the policy bounds the wait. `quiet` (background work): a new connection is tried even
+    /// while `options.reconnect` holds others back, and its failure holds nobody back.
     async fn checkout(
         &self,
         req: Option<&Request>,
         deadline: Instant,
+        quiet: bool,
     ) -> Result<Checkout<Self::Conn>, Error>;
 
     /// Returns a connection that was checked out and not used.
@@ -58,11 +61,17 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
 
     /// Sends `req` on `conn` and waits for its reply until `deadline`. Error replies
     /// (`SERVER_ERROR` and the like) are returned as replies: the policy classifies them.
+    ///
+    /// `late` (attached to this connection's identity): when the caller stops waiting after
+    /// the request left (the deadline passed, or the future was dropped), its reply goes
+    /// there once it arrives, or, where no reply can be read any more, the error that says
+    /// its outcome is unknown.
     async fn exchange(
         &self,
         conn: Self::Conn,
         req: &Arc<Request>,
         deadline: Instant,
+        late: Option<&LateSender>,
     ) -> Result<Reply, ExchangeError>;
 
     /// The command(s) `req` becomes on the wire, for messages.

@@ -17,7 +17,7 @@ use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
 use super::fencing;
 use super::lease::{HeldLease, gone_by, validity};
-use crate::client::{Reply, Request};
+use crate::client::{Call, Reply, Request, late_channel};
 use crate::value::LockValue;
 
 impl MemcachedLock {
@@ -38,7 +38,16 @@ impl MemcachedLock {
         let value: Arc<[u8]> = LockValue::encode_new(&self.holder, ctx.trace_id()).into();
         let server = opened.cluster.server_for(&wire).clone();
         let started = Instant::now();
-        let in_flight = AcquireInFlight::new(&server, &wire, &value, config.timeout);
+        let (late, late_reply) = late_channel();
+        let mut in_flight = AcquireInFlight::new(
+            key,
+            &self.leases,
+            &server,
+            &wire,
+            &value,
+            (ttl, secs),
+            late_reply,
+        );
         let request = Request::Acquire {
             counter: fencing::counter_key(&wire),
             initial: fencing::initial_value(),
@@ -46,29 +55,36 @@ impl MemcachedLock {
             data: value.clone(),
             ttl_secs: secs,
         };
-        let executed = match server.execute(ctx, request, false, None).await {
+        let call = Call {
+            late: Some(late),
+            ..Call::default()
+        };
+        let executed = match server.call(ctx, request, &call).await {
             Ok(executed) => executed,
             Err(e) => {
                 // Only a request that may have reached the server needs the cleanup.
-                if !matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Protocol) {
+                if matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Protocol) {
+                    in_flight.failed();
+                } else {
                     in_flight.disarm();
                 }
                 return Err(e.with_detail("key", key));
             }
         };
+        in_flight.disarm();
+        drop(in_flight);
         let Reply::Acquired { stored, counter } = executed.reply else {
             return Err(unexpected(ctx, "ms+ma", &executed.reply));
         };
         match *stored {
             Reply::Hd(flags) => {
-                in_flight.disarm();
                 let Some(cas) = flags.cas.filter(|&cas| cas != 0) else {
                     // Stored, but it could not be released safely: left to expire.
                     return Err(cas_disabled(ctx, &server));
                 };
                 let held = HeldLease {
                     wire,
-                    cas,
+                    cas: Some(cas),
                     server,
                     identity: executed.identity,
                     fencing: fencing::token(&counter),
@@ -81,10 +97,7 @@ impl MemcachedLock {
                 self.leases.insert(key, held.clone());
                 Ok(Some(held))
             }
-            Reply::Ns(_) => {
-                in_flight.disarm();
-                Ok(None)
-            }
+            Reply::Ns(_) => Ok(None),
             other => Err(unexpected(ctx, "ms", &other)),
         }
     }

@@ -34,7 +34,10 @@ impl MemcachedLock {
         let Some(held) = self.leases.get(key) else {
             return Ok(None);
         };
-        let mut cas = held.cas;
+        // An unconfirmed acquisition is not known to hold anything: not extended.
+        let Some(mut cas) = held.cas else {
+            return Ok(None);
+        };
         for _ in 0..CAS_RACES {
             let started = Instant::now();
             let request = Request::Set {

@@ -25,7 +25,9 @@ const GRANULARITY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub(super) struct HeldLease {
     pub(super) wire: WireKey,
-    pub(super) cas: u64,
+    /// The item's CAS; `None` while the acquisition is unconfirmed (its request left, no
+    /// reply came): then only its token, in the stored value, can tell the item is ours.
+    pub(super) cas: Option<u64>,
     pub(super) server: Arc<Endpoint>,
     pub(super) identity: ServerIdentity,
     /// The stored value. It carries this acquisition's token, so the `Arc` itself
@@ -46,6 +48,36 @@ impl HeldLease {
         Instant::now() < self.valid_until
     }
 
+    /// The record of an acquire whose outcome is unknown: never valid (nothing is known to
+    /// be held), kept so that the owner's release can still delete the item by its token.
+    pub(super) fn unconfirmed(
+        wire: &WireKey,
+        server: &Arc<Endpoint>,
+        value: &Arc<[u8]>,
+        ttl: Duration,
+        secs: u32,
+        sent_at: Instant,
+    ) -> Self {
+        HeldLease {
+            wire: wire.clone(),
+            cas: None,
+            // Only the token matters while unconfirmed; no CAS-checked request is built
+            // from this record, so the identity is never compared.
+            identity: server.health().identity().unwrap_or(ServerIdentity {
+                pid: 0,
+                boot_epoch: 0,
+                boot_marker: 0,
+            }),
+            server: server.clone(),
+            value: value.clone(),
+            fencing: Err("the acquisition was never confirmed"),
+            ttl,
+            acquired_at: sent_at,
+            valid_until: sent_at,
+            gone_by: gone_by(secs),
+        }
+    }
+
     pub(super) fn same_acquisition(&self, value: &Arc<[u8]>) -> bool {
         Arc::ptr_eq(&self.value, value)
     }
@@ -54,7 +86,7 @@ impl HeldLease {
     /// at `started`, under the new `cas`.
     pub(super) fn renewed(&self, cas: u64, ttl: Duration, secs: u32, started: Instant) -> Self {
         HeldLease {
-            cas,
+            cas: Some(cas),
             ttl,
             acquired_at: started,
             valid_until: started + validity(ttl, secs),
@@ -120,8 +152,9 @@ impl Drop for Place<'_> {
 }
 
 impl LeaseTable {
-    pub(super) fn len(&self) -> usize {
-        self.leases.len()
+    /// Records of acquisitions known to have stored their item.
+    pub(super) fn confirmed_count(&self) -> usize {
+        self.leases.iter().filter(|h| h.cas.is_some()).count()
     }
 
     pub(super) fn get(&self, key: &str) -> Option<HeldLease> {
@@ -175,6 +208,11 @@ impl LeaseTable {
         std::hash::Hash::hash(key, &mut hasher);
         let stripe = std::hash::Hasher::finish(&hasher) as usize % self.extending.len();
         self.extending[stripe].lock().await
+    }
+
+    /// Records `held` unless the key already has a record (a newer acquisition keeps its own).
+    pub(super) fn insert_if_absent(&self, key: &str, held: HeldLease) {
+        self.leases.entry(key.to_string()).or_insert(held);
     }
 
     pub(super) fn insert(&self, key: &str, held: HeldLease) {

@@ -79,7 +79,7 @@ pub struct MemcachedLock {
     references: Mutex<Option<References>>,
     opened: RwLock<Option<Arc<Opened>>>,
     open_in_progress: tokio::sync::Mutex<()>,
-    leases: LeaseTable,
+    leases: Arc<LeaseTable>,
     waiters: LocalWaiters,
     holder: String,
 }
@@ -88,7 +88,7 @@ impl fmt::Debug for MemcachedLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemcachedLock")
             .field("open", &self.is_open())
-            .field("leases", &self.leases.len())
+            .field("leases", &self.leases.confirmed_count())
             .finish()
     }
 }
@@ -108,7 +108,7 @@ impl MemcachedLock {
             references: Mutex::new(None),
             opened: RwLock::new(None),
             open_in_progress: tokio::sync::Mutex::new(()),
-            leases: LeaseTable::default(),
+            leases: Arc::new(LeaseTable::default()),
             waiters: LocalWaiters::new(),
             holder: crate::value::holder_description(),
         }
@@ -126,9 +126,11 @@ impl MemcachedLock {
         read(&self.config).clone()
     }
 
-    /// How many leases this instance holds (by its local table).
+    /// How many leases this instance holds (by its local table). Acquisitions whose outcome
+    /// is unknown, still being cleaned up, are not counted (they still take a place under
+    /// `options.max_size` until their cleanup ends).
     pub fn held_count(&self) -> usize {
-        self.leases.len()
+        self.leases.confirmed_count()
     }
 
     /// The addresses of the servers in use, once opened.

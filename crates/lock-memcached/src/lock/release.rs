@@ -7,7 +7,7 @@ use super::MemcachedLock;
 use super::errors::unexpected;
 use super::extend::CAS_RACES;
 use super::lease::HeldLease;
-use crate::client::{Endpoint, Reply, Request, ServerIdentity, WireKey};
+use crate::client::{Call, Endpoint, Reply, Request, ServerIdentity, WireKey};
 use crate::codes::SERVER_RESTARTED;
 use crate::key::wire_key;
 
@@ -49,9 +49,13 @@ impl MemcachedLock {
 /// `md <key> C<cas>`; on `EX`, checks whether the item is still ours under a newer CAS (an
 /// extend whose reply was lost) and deletes that.
 pub(super) async fn delete_held(ctx: &Context, held: &HeldLease) -> Result<bool> {
+    let Some(cas) = held.cas else {
+        // Unconfirmed: only the token in the stored value says whether the item is ours.
+        return delete_if_token(ctx, &held.server, &held.wire, &held.value, None, false).await;
+    };
     let request = Request::Delete {
         key: held.wire.clone(),
-        cas: held.cas,
+        cas,
     };
     let executed = match held
         .server
@@ -73,6 +77,7 @@ pub(super) async fn delete_held(ctx: &Context, held: &HeldLease) -> Result<bool>
                 &held.wire,
                 &held.value,
                 Some(held.identity),
+                false,
             )
             .await
         }
@@ -81,16 +86,24 @@ pub(super) async fn delete_held(ctx: &Context, held: &HeldLease) -> Result<bool>
 }
 
 /// Deletes the item at `wire` if its value is `value` (our token). Returns whether it did.
+/// `quiet`: background work, whose failures do not mark the server down.
 pub(super) async fn delete_if_token(
     ctx: &Context,
     server: &Endpoint,
     wire: &WireKey,
     value: &[u8],
     identity: Option<ServerIdentity>,
+    quiet: bool,
 ) -> Result<bool> {
     for _ in 0..CAS_RACES {
+        let read = Call {
+            idempotent: true,
+            expect_identity: identity,
+            quiet,
+            ..Call::default()
+        };
         let got = server
-            .execute(ctx, Request::Get { key: wire.clone() }, true, identity)
+            .call(ctx, Request::Get { key: wire.clone() }, &read)
             .await?;
         let cas = match got.reply {
             Reply::Va { data, flags } if data == value => match flags.cas {
@@ -99,15 +112,20 @@ pub(super) async fn delete_if_token(
             },
             _ => return Ok(false),
         };
+        let delete = Call {
+            idempotent: true,
+            expect_identity: Some(got.identity),
+            quiet,
+            ..Call::default()
+        };
         let del = server
-            .execute(
+            .call(
                 ctx,
                 Request::Delete {
                     key: wire.clone(),
                     cas,
                 },
-                true,
-                Some(got.identity),
+                &delete,
             )
             .await?;
         match del.reply {

@@ -70,6 +70,11 @@ impl ClassicConn {
         self.written.load(Ordering::Acquire)
     }
 
+    /// The counter behind [`ClassicConn::written`], to read it after the connection is gone.
+    pub(crate) fn written_counter(&self) -> Arc<AtomicU64> {
+        self.written.clone()
+    }
+
     /// Connects (bounded by `connect_timeout` and `deadline`), probes with `version` +
     /// `stats` and hands the socket to memcache-async. `live` counts open connections.
     pub(crate) async fn open(

@@ -46,6 +46,7 @@ mod pool;
 mod wire;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use commons::Error;
 use tokio::time::{Instant, timeout_at};
@@ -53,8 +54,34 @@ use tokio::time::{Instant, timeout_at};
 use pool::{CheckedOut, ClassicPool};
 
 use super::codec::{Reply, Request};
+use super::errors::outcome_unknown;
+use super::late::LateSender;
 use super::options::ClientOptions;
 use super::transport::{Checkout, ConnectionPool, ExchangeError, Transport};
+
+/// Tells the late receiver that the outcome is unknown when an exchange whose request left
+/// ends without its reply (failed, timed out, or dropped mid-way).
+struct Unanswered<'a> {
+    late: Option<&'a LateSender>,
+    written: Arc<AtomicU64>,
+    before: u64,
+    address: &'a str,
+    command: &'static str,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(late) = self.late
+            && self.written.load(Ordering::Acquire) != self.before
+        {
+            late.failed(outcome_unknown(
+                self.address,
+                self.command,
+                "no reply can be read any more on this connection",
+            ));
+        }
+    }
+}
 
 /// The classic text protocol through memcache-async, one request at a time per connection.
 #[derive(Debug)]
@@ -79,12 +106,13 @@ impl Transport for ClassicTransport {
         &self,
         req: Option<&Request>,
         deadline: Instant,
+        quiet: bool,
     ) -> Result<Checkout<CheckedOut>, Error> {
         let (out, fresh) = if matches!(req, Some(Request::Stats)) {
             let (out, probe) = self.pool.fresh(deadline).await?;
             (out, Some(probe))
         } else {
-            self.pool.checkout(deadline).await?
+            self.pool.checkout(deadline, quiet).await?
         };
         Ok(Checkout {
             identity: out.conn.identity,
@@ -102,20 +130,36 @@ impl Transport for ClassicTransport {
         mut out: CheckedOut,
         req: &Arc<Request>,
         deadline: Instant,
+        late: Option<&LateSender>,
     ) -> Result<Reply, ExchangeError> {
-        let before = out.conn.written();
+        // memcache-async cannot hand over a reply still owed: a caller that stops waiting
+        // after the request left leaves its late receiver an "unknown" instead.
+        let mut unanswered = Unanswered {
+            late,
+            written: out.conn.written_counter(),
+            before: out.conn.written(),
+            address: &self.address,
+            command: commands::command_name(req),
+        };
         let outcome = timeout_at(deadline, commands::run(&mut out.conn, req)).await;
-        let sent = out.conn.written() != before;
+        let sent = out.conn.written() != unanswered.before;
         // Only a clean exchange returns the connection: after anything else memcache-async
         // may have left part of a reply on it, so `out` is dropped (closed) instead.
         match outcome {
             // An error line can leave more lines behind it: that connection is not reused.
-            Ok(Ok(reply)) if reply.poisons_stream() => Ok(reply),
+            Ok(Ok(reply)) if reply.poisons_stream() => {
+                unanswered.late = None;
+                Ok(reply)
+            }
             Ok(Ok(reply)) => {
+                unanswered.late = None;
                 self.pool.take_back(out);
                 Ok(reply)
             }
-            Ok(Err(commands::Failure::Server(reply))) => Ok(reply),
+            Ok(Err(commands::Failure::Server(reply))) => {
+                unanswered.late = None;
+                Ok(reply)
+            }
             Ok(Err(failure)) => Err(ExchangeError::Failed(failure.into_error(
                 &self.address,
                 commands::command_name(req),

@@ -58,9 +58,12 @@ impl ClassicPool {
 
     /// A connection for one request: an idle healthy one, or a new probed one (then `Some`
     /// probe). Waits for a free slot; callers bound the wait.
+    /// `quiet` (background work): connects regardless of `reconnect`, and its failed
+    /// connects hold nobody back.
     pub(crate) async fn checkout(
         &self,
         deadline: Instant,
+        quiet: bool,
     ) -> Result<(CheckedOut, Option<Probe>), Error> {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| {
             connection_error(
@@ -85,6 +88,7 @@ impl ClassicPool {
         let now = Instant::now();
         if let Some(at) = *lock(&self.failed_connect)
             && at + self.options.reconnect > now
+            && !quiet
         {
             let wait = (at + self.options.reconnect).saturating_duration_since(now);
             return Err(reconnect_held_back(&self.address, wait));
@@ -99,7 +103,9 @@ impl ClassicPool {
                 Ok((out, Some(probe)))
             }
             Err(e) => {
-                *lock(&self.failed_connect) = Some(Instant::now());
+                if !quiet {
+                    *lock(&self.failed_connect) = Some(Instant::now());
+                }
                 Err(e)
             }
         }

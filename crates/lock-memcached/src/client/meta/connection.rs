@@ -27,6 +27,7 @@ use crate::client::codec::{
 };
 use crate::client::errors::{not_sent, outcome_unknown, protocol_error, unsafe_key};
 use crate::client::identity::ServerIdentity;
+use crate::client::late::LateSender;
 use crate::client::tcp;
 
 const QUEUED: u8 = 0;
@@ -43,12 +44,29 @@ struct Command {
     req: Arc<Request>,
     state: Arc<AtomicU8>,
     reply: ReplySender,
+    late: Option<LateSender>,
 }
 
 struct Pending {
     shape: ReplyShape,
     command: &'static str,
     reply: ReplySender,
+    /// Where the reply goes if the caller stopped waiting.
+    late: Option<LateSender>,
+}
+
+impl Pending {
+    /// Hands the result to the caller, or to the late receiver when the caller is gone.
+    fn answer(self, result: Result<Reply, Error>) {
+        if let Err(unclaimed) = self.reply.send(result)
+            && let Some(late) = self.late
+        {
+            match unclaimed {
+                Ok(reply) => late.reply(reply),
+                Err(error) => late.failed(error),
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -191,6 +209,16 @@ impl Connection {
     /// Like [`Connection::send`] for a request the caller keeps (to retry it elsewhere
     /// without copying its key and data).
     pub(crate) fn send_shared(&self, req: Arc<Request>) -> Result<PendingReply, Error> {
+        self.send_with_late(req, None)
+    }
+
+    /// Like [`Connection::send_shared`]; if the caller stops waiting after the request was
+    /// written, its reply (or the error that ends the connection) goes to `late`.
+    pub(crate) fn send_with_late(
+        &self,
+        req: Arc<Request>,
+        late: Option<LateSender>,
+    ) -> Result<PendingReply, Error> {
         if !self.is_alive() {
             return Err(not_sent(
                 &self.address,
@@ -218,6 +246,7 @@ impl Connection {
                 req,
                 state: state.clone(),
                 reply,
+                late,
             })
             .is_err()
         {
@@ -294,8 +323,9 @@ async fn run(
                             let what = front.command;
                             if let Some(p) = pending.pop_front() {
                                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                                // The caller may have given up: its reply is discarded.
-                                let _ = p.reply.send(Ok(reply));
+                                // The caller may have given up: its reply then goes to the
+                                // late receiver, if any, or is discarded.
+                                p.answer(Ok(reply));
                             }
                             if poison {
                                 // CLIENT_ERROR / ERROR may be followed by lines we cannot pair.
@@ -353,18 +383,15 @@ async fn run(
             let why = e.message().to_string();
             if let Some(p) = pending.pop_front() {
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                let _ = p
-                    .reply
-                    .send(Err(protocol_error(&address, e.message()).with_source(e)));
+                p.answer(Err(protocol_error(&address, e.message()).with_source(e)));
             }
             why
         }
     };
     for p in pending.drain(..) {
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        let _ = p
-            .reply
-            .send(Err(outcome_unknown(&address, p.command, &why)));
+        let error = outcome_unknown(&address, p.command, &why);
+        p.answer(Err(error));
     }
     rx.close();
     while let Ok(cmd) = rx.try_recv() {
@@ -398,5 +425,6 @@ fn enqueue(
         shape: cmd.req.shape(*opaque),
         command: cmd.req.command_name(),
         reply: cmd.reply,
+        late: cmd.late,
     });
 }

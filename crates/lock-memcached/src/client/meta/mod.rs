@@ -15,6 +15,7 @@ pub(crate) use connection::Connection;
 use pool::Pool;
 
 use super::codec::{Reply, Request};
+use super::late::LateSender;
 use super::options::ClientOptions;
 use super::transport::{Checkout, ConnectionPool, ExchangeError, Transport};
 
@@ -40,8 +41,9 @@ impl Transport for MetaTransport {
         &self,
         _req: Option<&Request>,
         deadline: Instant,
+        quiet: bool,
     ) -> Result<Checkout<Arc<Connection>>, Error> {
-        let (conn, fresh) = self.pool.get(deadline).await?;
+        let (conn, fresh) = self.pool.get(deadline, quiet).await?;
         let identity = conn
             .identity()
             .ok_or_else(|| Error::internal("connection without identity"))?;
@@ -61,8 +63,9 @@ impl Transport for MetaTransport {
         conn: Arc<Connection>,
         req: &Arc<Request>,
         deadline: Instant,
+        late: Option<&LateSender>,
     ) -> Result<Reply, ExchangeError> {
-        let mut pending = match conn.send_shared(req.clone()) {
+        let mut pending = match conn.send_with_late(req.clone(), late.cloned()) {
             Ok(p) => p,
             Err(e) => {
                 self.pool.discard(&conn);
@@ -80,9 +83,16 @@ impl Transport for MetaTransport {
             }
             Err(_) => {
                 let sent = pending.abandon();
-                // A connection that let a request time out is suspect (paused server,
-                // half-open socket): close it; replies still owed are dropped with it.
-                self.pool.discard(&conn);
+                if sent && late.is_some() {
+                    // The reply still tells what happened, on this connection only: it is
+                    // taken out of the pool (the server is slow or paused) but kept open
+                    // until that reply arrives.
+                    self.pool.retire(&conn);
+                } else {
+                    // A connection that let a request time out is suspect (paused server,
+                    // half-open socket): close it; replies still owed are dropped with it.
+                    self.pool.discard(&conn);
+                }
                 Err(ExchangeError::TimedOut { sent })
             }
         }

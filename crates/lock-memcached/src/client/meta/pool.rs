@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use commons::Error;
 use tokio::time::Instant;
@@ -39,6 +40,11 @@ impl Slot {
     }
 }
 
+/// How long a retired connection waits for the replies still owed on it: a paused server
+/// answers when it resumes, and that answer is what tells an abandoned acquire's cleanup
+/// what happened.
+pub(crate) const RETIRED_LINGER: Duration = Duration::from_secs(600);
+
 /// A connection from the pool, with its probe when it was just made.
 type Checkout = (Arc<Connection>, Option<Probe>);
 
@@ -65,7 +71,10 @@ impl Pool {
     /// A live connection, round-robin over the slots; an empty slot is filled (connect and
     /// probe) unless it is waiting out `reconnect` after a failure. Not bounded in time by
     /// itself except by `connect_timeout` and the probe `deadline`: callers add their own.
-    pub(crate) async fn get(&self, deadline: Instant) -> Result<Checkout, Error> {
+    ///
+    /// `quiet` (background work): connects regardless of `reconnect`, and its failed connects
+    /// hold nobody back.
+    pub(crate) async fn get(&self, deadline: Instant, quiet: bool) -> Result<Checkout, Error> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let now = Instant::now();
@@ -84,7 +93,7 @@ impl Pool {
                 state.conn = None;
             }
             match state.last_attempt.map(|t| t + self.options.reconnect) {
-                Some(at) if at > now => {
+                Some(at) if at > now && !quiet => {
                     throttled_until = Some(throttled_until.map_or(at, |t| t.min(at)));
                 }
                 _ => {
@@ -95,13 +104,13 @@ impl Pool {
         // Fill the round-robin slot when it is empty (the pool grows to `pool_size`),
         // otherwise use any live connection, otherwise fill another empty slot.
         if candidate == Some(start) {
-            return self.fill(start, deadline).await;
+            return self.fill(start, deadline, quiet).await;
         }
         if let Some(conn) = self.first_live(start) {
             return Ok((conn, None));
         }
         if let Some(i) = candidate {
-            return self.fill(i, deadline).await;
+            return self.fill(i, deadline, quiet).await;
         }
         let wait = throttled_until
             .map(|t| t.saturating_duration_since(now))
@@ -116,7 +125,7 @@ impl Pool {
             .find_map(|i| self.slots[i].live())
     }
 
-    async fn fill(&self, i: usize, deadline: Instant) -> Result<Checkout, Error> {
+    async fn fill(&self, i: usize, deadline: Instant, quiet: bool) -> Result<Checkout, Error> {
         let slot = &self.slots[i];
         let _guard = match slot.connecting.try_lock() {
             Ok(guard) => guard,
@@ -135,7 +144,9 @@ impl Pool {
         if let Some(conn) = slot.live() {
             return Ok((conn, None));
         }
-        slot.lock().last_attempt = Some(Instant::now());
+        if !quiet {
+            slot.lock().last_attempt = Some(Instant::now());
+        }
         let connect_timeout = self
             .options
             .connect_timeout
@@ -158,10 +169,29 @@ impl Pool {
         Ok((conn, Some(probed)))
     }
 
+    /// Takes `conn` out of its slot without closing it: requests already written on it
+    /// still get their replies (late receivers wait for them), new ones go elsewhere. It is
+    /// closed once nothing is in flight on it, or after [`RETIRED_LINGER`].
+    pub(crate) fn retire(&self, conn: &Arc<Connection>) {
+        self.unslot(conn);
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let until = Instant::now() + RETIRED_LINGER;
+            while conn.is_alive() && conn.in_flight() > 0 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            conn.close();
+        });
+    }
+
     /// Marks the slot holding `conn` as failed: the connection is closed and the slot is
     /// filled again on demand.
     pub(crate) fn discard(&self, conn: &Arc<Connection>) {
         conn.close();
+        self.unslot(conn);
+    }
+
+    fn unslot(&self, conn: &Arc<Connection>) {
         for slot in &self.slots {
             let mut state = slot.lock();
             if state.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
