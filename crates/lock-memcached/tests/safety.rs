@@ -387,3 +387,36 @@ async fn a_dropped_acquire_frees_its_key_soon_after_the_outage() {
     let taken = taken_within(&b, &key, Duration::from_secs(5)).await;
     assert!(taken.is_some(), "the key stayed held after the outage");
 }
+
+/// One server spelled two ways (`localhost` and `127.0.0.1`) would be two servers to key
+/// placement, so one key could be locked twice on it under two placements of other keys:
+/// such a list is refused. A name of this machine is pinned to the loopback address that
+/// answers.
+#[tokio::test]
+async fn a_server_listed_under_two_names_is_refused_and_localhost_is_pinned() {
+    let server = start();
+    let twice = format!(
+        "memcached://localhost:{port},127.0.0.1:{port}",
+        port = server.port()
+    );
+    let lock = MemcachedLock::new();
+    commons::Configurable::configure(
+        &lock,
+        &commons::ConfigParams::from_tuples([("connection.uri", twice)]),
+    )
+    .expect("configure");
+    let err = commons::Openable::open(&lock, &Context::new())
+        .await
+        .expect_err("one server listed twice");
+    assert_eq!(err.code(), commons::codes::BAD_CONFIG, "{err}");
+    assert!(err.message().contains("same server"), "{err}");
+
+    let local = open_lock(&format!("localhost:{}", server.port()), &[]).await;
+    let status = local.server_status(&Context::new()).await.expect("status");
+    assert_eq!(status[0].address, format!("localhost:{}", server.port()));
+    assert_eq!(
+        status[0].connects_to,
+        server.address(),
+        "pinned to where it answers"
+    );
+}

@@ -40,6 +40,11 @@ impl Endpoint {
         forward!(self, s => s.address())
     }
 
+    /// The socket address every connection goes to.
+    pub(crate) fn connects_to(&self) -> std::net::SocketAddr {
+        forward!(self, s => s.connects_to())
+    }
+
     /// Health and what the probes observed (identity, version, evictions).
     pub(crate) fn health(&self) -> &ServerHealth {
         forward!(self, s => s.health())

@@ -5,6 +5,7 @@
 //! another boot of the server, health (marked down after repeated failures), the mapping of a
 //! timeout to `TIMEOUT` or `OUTCOME_UNKNOWN`, and the idle reaper.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use super::health::ServerHealth;
 use super::identity::{Probe, ServerIdentity, restarted};
 use super::late::LateSender;
 use super::options::ClientOptions;
+use super::tcp::Peer;
 use super::transport::{ConnectionPool, ExchangeError, Transport};
 use crate::codes::SERVER_RESTARTED;
 
@@ -50,6 +52,7 @@ pub(crate) struct Executed {
 #[derive(Debug)]
 pub(crate) struct Server<T: Transport> {
     address: Arc<str>,
+    connects_to: SocketAddr,
     options: ClientOptions,
     transport: Arc<T>,
     health: ServerHealth,
@@ -66,15 +69,27 @@ impl<T: Transport> Drop for Server<T> {
 }
 
 impl<T: Transport> Server<T> {
-    /// A server at `address` ("host:port"). Connects lazily; must run inside a tokio runtime
-    /// (it starts the idle reaper).
-    pub(crate) fn new(address: impl Into<Arc<str>>, options: ClientOptions) -> Self {
-        let address = address.into();
-        let transport = Arc::new(T::new(address.clone(), options.clone()));
+    /// A server at a socket address given as text (`ip:port`), for tests.
+    #[cfg(test)]
+    pub(crate) fn new(address: impl AsRef<str>, options: ClientOptions) -> Self {
+        let address = address.as_ref();
+        let addr = address
+            .parse()
+            .unwrap_or_else(|e| panic!("a test server address is ip:port: {address}: {e}"));
+        Self::pinned(Peer::new(address, addr), options)
+    }
+
+    /// The server `peer`. Connects lazily; must run inside a tokio runtime (it starts the
+    /// idle reaper).
+    pub(crate) fn pinned(peer: Peer, options: ClientOptions) -> Self {
+        let address = peer.name().clone();
+        let connects_to = peer.addr();
+        let transport = Arc::new(T::new(peer, options.clone()));
         let reaper = spawn_idle_reaper(&transport, options.idle);
         Server {
             health: ServerHealth::new(address.clone(), options.failures, options.retry),
             address,
+            connects_to,
             options,
             transport,
             reaper,
@@ -84,6 +99,11 @@ impl<T: Transport> Server<T> {
     /// "host:port".
     pub(crate) fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The socket address every connection goes to (resolved once, at open).
+    pub(crate) fn connects_to(&self) -> SocketAddr {
+        self.connects_to
     }
 
     /// `"meta"` or `"classic"`.

@@ -1,23 +1,58 @@
 //! Opening a TCP connection to a server, the same way for both transports.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
 use super::errors::connection_error;
 
-/// Connects to `address` ("host:port") within `connect_timeout` and sets TCP_NODELAY (a lock
-/// request is small and latency-bound).
+/// A server as configured (`host:port`: what messages name, and what key placement hashes)
+/// and the one socket address every connection to it uses, resolved once when the cluster
+/// opens: a name is never looked up again per connection, so no two connections of one
+/// server can reach different machines.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    name: Arc<str>,
+    addr: SocketAddr,
+}
+
+impl Peer {
+    pub(crate) fn new(name: impl Into<Arc<str>>, addr: SocketAddr) -> Peer {
+        Peer {
+            name: name.into(),
+            addr,
+        }
+    }
+
+    /// `host:port` as configured.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Where every connection goes.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Connects to `peer` within `connect_timeout` and sets TCP_NODELAY (a lock request is small
+/// and latency-bound).
 pub(crate) async fn connect(
-    address: &str,
+    peer: &Peer,
     connect_timeout: Duration,
 ) -> Result<TcpStream, commons::Error> {
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
+    let address = &*peer.name;
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(peer.addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             return Err(connection_error(
                 address,
-                format!("cannot connect to memcached at {address}: {e}"),
+                format!(
+                    "cannot connect to memcached at {address} ({}): {e}",
+                    peer.addr
+                ),
             )
             .with_source(e));
         }

@@ -153,3 +153,9 @@ pub(crate) async fn lock_cycle<T: Transport>(
     assert!(matches!(run(cas_set("lk", b"x", 1, 9)).await, Reply::Nf(_)));
     new_cas
 }
+
+/// The peer of a test server address (`ip:port`).
+pub(crate) fn peer(address: &str) -> super::tcp::Peer {
+    let addr = address.parse().expect("a test server address is ip:port");
+    super::tcp::Peer::new(address, addr)
+}

@@ -12,6 +12,7 @@ use super::codec::{Reply, Request};
 use super::identity::{Probe, ServerIdentity};
 use super::late::LateSender;
 use super::options::ClientOptions;
+use super::tcp::Peer;
 
 /// A connection checked out for one request.
 #[derive(Debug)]
@@ -42,8 +43,8 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
     /// `"meta"` or `"classic"`.
     const PROTOCOL: &'static str;
 
-    /// The transport for `address` ("host:port"). Connects lazily.
-    fn new(address: Arc<str>, options: ClientOptions) -> Self;
+    /// The transport for `peer`. Connects lazily.
+    fn new(peer: Peer, options: ClientOptions) -> Self;
 
     /// A connection for `req` (`None`: any connection, to probe the server): a pooled one,
     /// or a new, probed one. Not bounded in time by itself beyond `deadline` for the probe;

@@ -9,8 +9,11 @@ use crate::client::{Reply, Request};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerStatus {
-    /// `host:port`.
+    /// `host:port` as configured.
     pub address: String,
+    /// The socket address it was resolved to when the lock opened; every connection goes
+    /// there.
+    pub connects_to: String,
     /// The version it reported when last probed.
     pub version: Option<String>,
     /// Its process id, for diagnostics.
@@ -44,6 +47,7 @@ impl MemcachedLock {
             let health = server.health();
             let mut status = ServerStatus {
                 address: server.address().to_string(),
+                connects_to: server.connects_to().to_string(),
                 version: health.version(),
                 pid: health.identity().map(|i| i.pid),
                 boot_epoch: health.identity().map(|i| i.boot_epoch),

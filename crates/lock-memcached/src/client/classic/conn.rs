@@ -17,7 +17,7 @@ use crate::client::errors::{
 };
 use crate::client::identity::{BOOT_MARKER_KEY, Probe, ServerIdentity, new_boot_marker};
 use crate::client::options::ClientOptions;
-use crate::client::tcp;
+use crate::client::tcp::{self, Peer};
 
 /// The smallest bound on a value read back, whatever `options.max_value` says: the boot
 /// marker (16 bytes) must always be readable.
@@ -78,7 +78,7 @@ impl ClassicConn {
     /// Connects (bounded by `connect_timeout` and `deadline`), probes with `version` +
     /// `stats` and hands the socket to memcache-async. `live` counts open connections.
     pub(crate) async fn open(
-        address: &str,
+        peer: &Peer,
         options: &ClientOptions,
         deadline: Instant,
         live: &Arc<AtomicUsize>,
@@ -87,7 +87,8 @@ impl ClassicConn {
         let connect_timeout = options
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let mut stream = tcp::connect(address, connect_timeout).await?;
+        let address = &**peer.name();
+        let mut stream = tcp::connect(peer, connect_timeout).await?;
         let socket_error = |what: &str, e: io::Error| {
             connection_error(
                 address,

@@ -57,6 +57,7 @@ use super::codec::{Reply, Request};
 use super::errors::outcome_unknown;
 use super::late::LateSender;
 use super::options::ClientOptions;
+use super::tcp::Peer;
 use super::transport::{Checkout, ConnectionPool, ExchangeError, Transport};
 
 /// Tells the late receiver that the outcome is unknown when an exchange whose request left
@@ -95,10 +96,10 @@ impl Transport for ClassicTransport {
 
     const PROTOCOL: &'static str = "classic";
 
-    fn new(address: Arc<str>, options: ClientOptions) -> Self {
+    fn new(peer: Peer, options: ClientOptions) -> Self {
         ClassicTransport {
-            pool: ClassicPool::new(address.clone(), options),
-            address,
+            address: peer.name().clone(),
+            pool: ClassicPool::new(peer, options),
         }
     }
 

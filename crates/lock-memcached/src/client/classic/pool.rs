@@ -12,6 +12,7 @@ use super::conn::ClassicConn;
 use crate::client::errors::{connection_error, reconnect_held_back};
 use crate::client::identity::Probe;
 use crate::client::options::ClientOptions;
+use crate::client::tcp::Peer;
 use crate::client::transport::ConnectionPool;
 
 /// A connection checked out for one request. Only [`ClassicPool::take_back`] returns it to
@@ -27,7 +28,7 @@ pub(crate) struct CheckedOut {
 /// The connections to one server.
 #[derive(Debug)]
 pub(crate) struct ClassicPool {
-    address: Arc<str>,
+    peer: Peer,
     options: ClientOptions,
     idle: Mutex<Vec<ClassicConn>>,
     permits: Arc<Semaphore>,
@@ -43,10 +44,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ClassicPool {
-    pub(crate) fn new(address: Arc<str>, options: ClientOptions) -> ClassicPool {
+    pub(crate) fn new(peer: Peer, options: ClientOptions) -> ClassicPool {
         let size = options.pool_size.max(1);
         ClassicPool {
-            address,
+            peer,
             options,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size)),
@@ -67,8 +68,8 @@ impl ClassicPool {
     ) -> Result<(CheckedOut, Option<Probe>), Error> {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| {
             connection_error(
-                &self.address,
-                format!("the pool for {} is closed", self.address),
+                self.peer.name(),
+                format!("the pool for {} is closed", self.peer.name()),
             )
         })?;
         loop {
@@ -91,7 +92,7 @@ impl ClassicPool {
             && !quiet
         {
             let wait = (at + self.options.reconnect).saturating_duration_since(now);
-            return Err(reconnect_held_back(&self.address, wait));
+            return Err(reconnect_held_back(self.peer.name(), wait));
         }
         match self.open(deadline).await {
             Ok((conn, probe)) => {
@@ -124,14 +125,7 @@ impl ClassicPool {
 
     async fn open(&self, deadline: Instant) -> Result<(ClassicConn, Probe), Error> {
         let generation = self.generation.load(Ordering::Acquire);
-        ClassicConn::open(
-            &self.address,
-            &self.options,
-            deadline,
-            &self.live,
-            generation,
-        )
-        .await
+        ClassicConn::open(&self.peer, &self.options, deadline, &self.live, generation).await
     }
 
     /// Keeps a cleanly used connection for reuse (unless the pool was closed meanwhile or

@@ -28,7 +28,7 @@ use crate::client::codec::{
 use crate::client::errors::{not_sent, outcome_unknown, protocol_error, unsafe_key};
 use crate::client::identity::ServerIdentity;
 use crate::client::late::LateSender;
-use crate::client::tcp;
+use crate::client::tcp::{self, Peer};
 
 const QUEUED: u8 = 0;
 const SENT: u8 = 1;
@@ -141,11 +141,12 @@ impl Drop for PendingReply {
 impl Connection {
     /// Connects (bounded by `connect_timeout`), sets TCP_NODELAY and starts the task.
     pub(crate) async fn open(
-        address: Arc<str>,
+        peer: &Peer,
         connect_timeout: Duration,
         max_value: usize,
     ) -> Result<Connection, Error> {
-        let stream = tcp::connect(&address, connect_timeout).await?;
+        let stream = tcp::connect(peer, connect_timeout).await?;
+        let address = peer.name().clone();
         let shared = Arc::new(Shared {
             alive: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),

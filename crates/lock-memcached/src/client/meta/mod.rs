@@ -17,6 +17,7 @@ use pool::Pool;
 use super::codec::{Reply, Request};
 use super::late::LateSender;
 use super::options::ClientOptions;
+use super::tcp::Peer;
 use super::transport::{Checkout, ConnectionPool, ExchangeError, Transport};
 
 /// Meta commands, pipelined (memcached >= 1.6.13).
@@ -31,9 +32,9 @@ impl Transport for MetaTransport {
 
     const PROTOCOL: &'static str = "meta";
 
-    fn new(address: Arc<str>, options: ClientOptions) -> Self {
+    fn new(peer: Peer, options: ClientOptions) -> Self {
         MetaTransport {
-            pool: Pool::new(address, options),
+            pool: Pool::new(peer, options),
         }
     }
 

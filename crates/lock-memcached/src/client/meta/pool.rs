@@ -13,6 +13,7 @@ use super::probe::probe;
 use crate::client::errors::reconnect_held_back;
 use crate::client::identity::Probe;
 use crate::client::options::ClientOptions;
+use crate::client::tcp::Peer;
 use crate::client::transport::ConnectionPool;
 
 #[derive(Debug, Default)]
@@ -51,17 +52,17 @@ type Checkout = (Arc<Connection>, Option<Probe>);
 /// The connections to one server.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    address: Arc<str>,
+    peer: Peer,
     options: ClientOptions,
     slots: Vec<Slot>,
     next: AtomicUsize,
 }
 
 impl Pool {
-    pub(crate) fn new(address: Arc<str>, options: ClientOptions) -> Pool {
+    pub(crate) fn new(peer: Peer, options: ClientOptions) -> Pool {
         let size = options.pool_size.max(1);
         Pool {
-            address,
+            peer,
             options,
             slots: (0..size).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
@@ -115,7 +116,7 @@ impl Pool {
         let wait = throttled_until
             .map(|t| t.saturating_duration_since(now))
             .unwrap_or_default();
-        Err(reconnect_held_back(&self.address, wait))
+        Err(reconnect_held_back(self.peer.name(), wait))
     }
 
     fn first_live(&self, start: usize) -> Option<Arc<Connection>> {
@@ -151,12 +152,8 @@ impl Pool {
             .options
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let mut conn = Connection::open(
-            self.address.clone(),
-            connect_timeout,
-            self.options.max_value,
-        )
-        .await?;
+        let mut conn =
+            Connection::open(&self.peer, connect_timeout, self.options.max_value).await?;
         let probed = probe(&conn, deadline).await?;
         conn.set_identity(probed.identity);
         let conn = Arc::new(conn);

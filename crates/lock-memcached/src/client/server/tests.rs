@@ -8,7 +8,7 @@ use memcached_testkit::{FaultProxy, MemcachedServer};
 
 use crate::client::meta::Connection;
 use crate::client::test_support::{
-    MetaServer as Server, add, ctx, get, key, lock_cycle, opts, start,
+    MetaServer as Server, add, ctx, get, key, lock_cycle, opts, peer, start,
 };
 use crate::client::{
     ClientOptions, Cluster, Endpoint, KeyDistribution as Distribution, ProtocolMode, Reply,
@@ -118,7 +118,7 @@ async fn wait_until(mut cond: impl FnMut() -> bool) {
 #[tokio::test]
 async fn a_dropped_caller_does_not_shift_replies_and_unsent_requests_are_never_written() {
     let mc = start();
-    let conn = Connection::open(mc.address().into(), Duration::from_secs(3), 1024 * 1024)
+    let conn = Connection::open(&peer(&mc.address()), Duration::from_secs(3), 1024 * 1024)
         .await
         .expect("connect");
     assert!(matches!(
@@ -615,7 +615,7 @@ async fn throughput_of_add_delete_pairs() {
 #[tokio::test]
 async fn client_error_poisons_the_connection_and_fails_the_requests_behind_it() {
     let mc = start();
-    let conn = Connection::open(mc.address().into(), Duration::from_secs(3), 1024 * 1024)
+    let conn = Connection::open(&peer(&mc.address()), Duration::from_secs(3), 1024 * 1024)
         .await
         .expect("connect");
     // Both are queued before the task runs (single-threaded runtime): one batch, one write.
