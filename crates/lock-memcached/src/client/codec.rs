@@ -335,11 +335,21 @@ pub(crate) enum Reply {
     ClientError(String),
     /// `SERVER_ERROR <msg>` (for example out of memory).
     ServerError(String),
-    /// The two replies to an [`Request::Acquire`]: the store's, then the counter's.
-    Acquired {
-        stored: Box<Reply>,
-        counter: Box<Reply>,
-    },
+    /// `VA <len>` + decimal digits, after `ma ... v`: the counter's new value (parsed where it
+    /// is read, without keeping the bytes).
+    Count(u64),
+    /// The two replies to an [`Request::Acquire`]: the store's, then the counter's (one
+    /// allocation for the pair).
+    Acquired(Box<AcquireReplies>),
+}
+
+/// The replies to an acquire sent with its fencing counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AcquireReplies {
+    /// The store's reply (`HD c<cas>`, `NS`, or an error line).
+    pub(crate) stored: Reply,
+    /// The counter's reply (`Count`, or an error line, or `En` when it was not advanced).
+    pub(crate) counter: Reply,
 }
 
 impl Reply {
@@ -348,9 +358,7 @@ impl Reply {
     pub(crate) fn poisons_stream(&self) -> bool {
         match self {
             Reply::Error | Reply::ClientError(_) => true,
-            Reply::Acquired { stored, counter } => {
-                stored.poisons_stream() || counter.poisons_stream()
-            }
+            Reply::Acquired(pair) => pair.stored.poisons_stream() || pair.counter.poisons_stream(),
             _ => false,
         }
     }
@@ -410,10 +418,7 @@ pub(crate) fn parse_with_limit(
         else {
             return Ok(None);
         };
-        let reply = Reply::Acquired {
-            stored: Box::new(stored),
-            counter: Box::new(counter),
-        };
+        let reply = Reply::Acquired(Box::new(AcquireReplies { stored, counter }));
         return Ok(Some((reply, used + more)));
     }
     if let Some(parsed) = parse_status_fast(buf, expect) {
@@ -593,9 +598,18 @@ fn parse_general(
             if &buf[end..end + 2] != b"\r\n" {
                 return Err(ProtocolError::new("VA data not terminated by \\r\\n"));
             }
-            let data = buf[consumed..end].to_vec();
+            let data = &buf[consumed..end];
             consumed = end + 2;
-            Reply::Va { data, flags }
+            if let ReplyShape::Count { .. } = expect {
+                Reply::Count(
+                    fast_u64(data).ok_or_else(|| ProtocolError::new("ma value is not a number"))?,
+                )
+            } else {
+                Reply::Va {
+                    data: data.to_vec(),
+                    flags,
+                }
+            }
         }
         _ => return Err(wrong_kind()),
     };
@@ -724,11 +738,14 @@ mod tests {
         let both = b"HD c9 O4\r\nVA 2 O4\r\n17\r\nMN\r\n";
         let (reply, used) = parse(both, shape).unwrap().unwrap();
         assert_eq!(used, both.len() - 4, "the next reply is left alone");
-        let Reply::Acquired { stored, counter } = reply else {
+        let Reply::Acquired(pair) = reply else {
             panic!("{reply:?}")
         };
-        assert!(matches!(*stored, Reply::Hd(MetaFlags { cas: Some(9), .. })));
-        assert!(matches!(*counter, Reply::Va { ref data, .. } if data == b"17"));
+        assert!(matches!(
+            pair.stored,
+            Reply::Hd(MetaFlags { cas: Some(9), .. })
+        ));
+        assert_eq!(pair.counter, Reply::Count(17));
         // Half of the pair is no reply yet: nothing is consumed.
         for cut in 1..both.len() - 4 {
             assert_eq!(parse(&both[..cut], shape).unwrap(), None, "cut at {cut}");
@@ -738,13 +755,15 @@ mod tests {
         let refused = b"NS c0 O4\r\nVA 2 O4\r\n18\r\n";
         assert!(matches!(
             parse(refused, shape).unwrap().unwrap().0,
-            Reply::Acquired { stored, .. } if matches!(*stored, Reply::Ns(_))
+            Reply::Acquired(pair) if matches!(pair.stored, Reply::Ns(_))
         ));
         let counter_failed = b"HD c9 O4\r\nSERVER_ERROR out of memory\r\n";
         assert!(matches!(
             parse(counter_failed, shape).unwrap().unwrap().0,
-            Reply::Acquired { counter, .. } if matches!(*counter, Reply::ServerError(_))
+            Reply::Acquired(pair) if matches!(pair.counter, Reply::ServerError(_))
         ));
+        // A counter that is not a number is out of protocol.
+        assert!(parse(b"HD c9 O4\r\nVA 1 O4\r\nx\r\n", shape).is_err());
         // Out of step: the counter's opaque must match too.
         assert!(parse(b"HD c9 O4\r\nVA 2 O5\r\n17\r\n", shape).is_err());
         assert!(parse(b"HD c9 O4\r\nEN\r\n", shape).is_err());

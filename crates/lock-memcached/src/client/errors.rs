@@ -82,7 +82,7 @@ pub(crate) fn reply_error(address: &str, reply: &Reply, command: &str) -> Error 
 pub(crate) fn failure_of(reply: &Reply) -> Option<&Reply> {
     match reply {
         Reply::ServerError(_) | Reply::ClientError(_) | Reply::Error => Some(reply),
-        Reply::Acquired { stored, .. } => failure_of(stored),
+        Reply::Acquired(pair) => failure_of(&pair.stored),
         _ => None,
     }
 }

@@ -17,7 +17,7 @@ use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
 use super::fencing;
 use super::lease::{HeldLease, gone_by, validity};
-use crate::client::{Call, Reply, Request, late_channel};
+use crate::client::{AcquireReplies, Call, Reply, Request, late_channel};
 use crate::value::LockValue;
 
 impl MemcachedLock {
@@ -73,10 +73,11 @@ impl MemcachedLock {
         };
         in_flight.disarm();
         drop(in_flight);
-        let Reply::Acquired { stored, counter } = executed.reply else {
+        let Reply::Acquired(pair) = executed.reply else {
             return Err(unexpected(ctx, "ms+ma", &executed.reply));
         };
-        match *stored {
+        let AcquireReplies { stored, counter } = *pair;
+        match stored {
             Reply::Hd(flags) => {
                 let Some(cas) = flags.cas.filter(|&cas| cas != 0) else {
                     // Stored, but it could not be released safely: left to expire.

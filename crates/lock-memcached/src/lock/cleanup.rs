@@ -200,7 +200,7 @@ fn next_step(late: Option<Option<Late>>, failed: bool) -> Next {
 /// The CAS of our stored item, when the reply to the acquire says it was stored.
 fn stored_cas(reply: &Reply) -> Option<u64> {
     let stored = match reply {
-        Reply::Acquired { stored, .. } => stored.as_ref(),
+        Reply::Acquired(pair) => &pair.stored,
         other => other,
     };
     match stored {
@@ -258,7 +258,7 @@ async fn delete_by_token(job: &Abandoned) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::MetaFlags;
+    use crate::client::{AcquireReplies, MetaFlags};
     use commons::Error;
 
     fn identity() -> ServerIdentity {
@@ -270,10 +270,10 @@ mod tests {
     }
 
     fn acquired(stored: Reply) -> Reply {
-        Reply::Acquired {
-            stored: Box::new(stored),
-            counter: Box::new(Reply::En),
-        }
+        Reply::Acquired(Box::new(AcquireReplies {
+            stored,
+            counter: Reply::En,
+        }))
     }
 
     #[test]

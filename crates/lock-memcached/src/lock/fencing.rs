@@ -9,6 +9,7 @@
 //! above the highest token this process has seen, whichever is larger: docs/safety.md states
 //! when that keeps the tokens growing.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,8 +23,14 @@ static HIGHEST_SEEN: AtomicU64 = AtomicU64::new(0);
 
 /// The counter that fences `key` (on the key's server).
 pub(super) fn counter_key(key: &WireKey) -> WireKey {
-    let bucket = crc32fast::hash(key.as_bytes()) % BUCKETS;
-    WireKey::new_unchecked(format!("pip-locks:fence:{bucket:03x}").into_bytes(), false)
+    // The keys are made once: an acquire only clones one (a shared pointer).
+    static KEYS: OnceLock<Vec<WireKey>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        (0..BUCKETS)
+            .map(|b| WireKey::new_unchecked(format!("pip-locks:fence:{b:03x}").into_bytes(), false))
+            .collect()
+    });
+    keys[(crc32fast::hash(key.as_bytes()) % BUCKETS) as usize].clone()
 }
 
 /// The value a counter created by this acquire starts at.
@@ -37,36 +44,24 @@ pub(super) fn initial_value() -> u64 {
 
 /// The token in the counter's reply, or why there is none.
 pub(super) fn token(counter: &Reply) -> Result<u64, &'static str> {
-    let Reply::Va { data, .. } = counter else {
-        return Err(match counter {
-            Reply::ServerError(_) => {
-                "the server refused to advance the fencing counter (out of memory?)"
-            }
-            Reply::ClientError(_) | Reply::Error => {
-                "the fencing counter item holds something that is not a number"
-            }
-            _ => "the fencing counter gave no value",
-        });
-    };
-    let value = std::str::from_utf8(data)
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        .ok_or("the fencing counter gave no number")?;
-    HIGHEST_SEEN.fetch_max(value, Ordering::Relaxed);
-    Ok(value)
+    match counter {
+        Reply::Count(value) => {
+            HIGHEST_SEEN.fetch_max(*value, Ordering::Relaxed);
+            Ok(*value)
+        }
+        Reply::ServerError(_) => {
+            Err("the server refused to advance the fencing counter (out of memory?)")
+        }
+        Reply::ClientError(_) | Reply::Error => {
+            Err("the fencing counter item holds something that is not a number")
+        }
+        _ => Err("the fencing counter gave no value"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::MetaFlags;
-
-    fn va(text: &str) -> Reply {
-        Reply::Va {
-            data: text.as_bytes().to_vec(),
-            flags: MetaFlags::default(),
-        }
-    }
 
     #[test]
     fn counters_are_spread_over_a_bounded_set_of_valid_keys() {
@@ -86,12 +81,12 @@ mod tests {
 
     #[test]
     fn a_new_counter_starts_above_every_token_seen() {
-        assert_eq!(token(&va("42")), Ok(42));
+        assert_eq!(token(&Reply::Count(42)), Ok(42));
         let high = u64::MAX / 2;
-        assert_eq!(token(&va(&high.to_string())), Ok(high));
+        assert_eq!(token(&Reply::Count(high)), Ok(high));
         assert!(initial_value() > high);
         assert!(token(&Reply::ServerError("out of memory".into())).is_err());
-        assert!(token(&va("x")).is_err());
+        assert!(token(&Reply::ClientError("non-numeric".into())).is_err());
         assert!(token(&Reply::En).is_err());
     }
 }

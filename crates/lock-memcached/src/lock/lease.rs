@@ -183,9 +183,12 @@ impl LeaseTable {
         let place = Place {
             pending: &self.pending,
         };
-        // A record of this key is replaced, not added: it does not take a second place.
-        let fits =
-            |len: usize| len + in_flight - usize::from(self.leases.contains_key(key)) <= max_size;
+        // A record of this key is replaced, not added: it does not take a second place (only
+        // looked up near the limit, off the hot path).
+        let fits = |len: usize| {
+            len + in_flight <= max_size
+                || len + in_flight - usize::from(self.leases.contains_key(key)) <= max_size
+        };
         if fits(self.leases.len()) {
             return Ok(place);
         }

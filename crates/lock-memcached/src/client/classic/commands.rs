@@ -6,7 +6,7 @@ use std::io;
 use commons::Error;
 
 use super::conn::ClassicConn;
-use crate::client::codec::{MetaFlags, Reply, Request, SetMode, WireKey};
+use crate::client::codec::{AcquireReplies, MetaFlags, Reply, Request, SetMode, WireKey};
 use crate::client::errors::{not_sent, outcome_unknown, protocol_error, reply_error};
 
 /// The expiry that deletes: memcached reads an expiry above 30 days (2,592,000 s) as an
@@ -167,10 +167,7 @@ async fn advance(
     initial: u64,
 ) -> Result<Reply, Failure> {
     let text = key_text(counter.as_bytes())?;
-    let value = |n: u64| Reply::Va {
-        data: n.to_string().into_bytes(),
-        flags: MetaFlags::default(),
-    };
+    let value = Reply::Count;
     // Two rounds at most: a miss, then an add that another client's add beat.
     for _ in 0..2 {
         match conn.proto.increment(counter.as_bytes(), 1).await {
@@ -230,10 +227,10 @@ pub(crate) async fn run(conn: &mut ClassicConn, req: &Request) -> Result<Reply, 
             } else {
                 Reply::En
             };
-            Ok(Reply::Acquired {
-                stored: Box::new(stored),
-                counter: Box::new(counter),
-            })
+            Ok(Reply::Acquired(Box::new(AcquireReplies {
+                stored,
+                counter,
+            })))
         }
         Request::Set {
             key,
