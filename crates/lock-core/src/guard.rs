@@ -521,10 +521,13 @@ mod tests {
         }
     }
 
-    /// A MemoryLock whose `extend_lease` can be made to fail or hang.
+    /// A MemoryLock whose `extend_lease` can be made to fail or hang (`mode`), and whose
+    /// leases are certainly valid for `cut` less than their ttl (as memcached's: the ttl
+    /// rounded up to whole seconds, minus 1 s; the entries themselves last the whole ttl).
     #[derive(Debug)]
     struct FlakyExtend {
         inner: MemoryLock,
+        cut: Duration,
         /// 0: normal, 1: retryable error, 2: never completes, 3: extends at the backend,
         /// then blocks the thread for 700 ms before replying, 4: extends at the backend,
         /// then the reply never arrives.
@@ -534,10 +537,23 @@ mod tests {
 
     impl FlakyExtend {
         fn new() -> Self {
+            Self::with_validity_cut(Duration::ZERO)
+        }
+
+        fn with_validity_cut(cut: Duration) -> Self {
             FlakyExtend {
                 inner: MemoryLock::new(),
+                cut,
                 mode: AtomicU8::new(0),
                 extends: AtomicU32::new(0),
+            }
+        }
+
+        fn shorten(&self, lease: Lease) -> Lease {
+            let valid_until = lease.acquired_at + lease.ttl.saturating_sub(self.cut);
+            Lease {
+                valid_until,
+                ..lease
             }
         }
     }
@@ -550,7 +566,8 @@ mod tests {
             k: &str,
             t: Duration,
         ) -> Result<Option<Lease>> {
-            self.inner.try_acquire_lease(c, k, t).await
+            let lease = self.inner.try_acquire_lease(c, k, t).await?;
+            Ok(lease.map(|l| self.shorten(l)))
         }
         async fn acquire_lease(
             &self,
@@ -559,7 +576,8 @@ mod tests {
             t: Duration,
             w: Duration,
         ) -> Result<Lease> {
-            self.inner.acquire_lease(c, k, t, w).await
+            let lease = self.inner.acquire_lease(c, k, t, w).await?;
+            Ok(self.shorten(lease))
         }
         async fn release_owned(&self, c: &Context, k: &str) -> Result<bool> {
             self.inner.release_owned(c, k).await
@@ -567,7 +585,11 @@ mod tests {
         async fn extend_lease(&self, c: &Context, k: &str, t: Duration) -> Result<Option<Lease>> {
             self.extends.fetch_add(1, Ordering::SeqCst);
             match self.mode.load(Ordering::SeqCst) {
-                0 => self.inner.extend_lease(c, k, t).await,
+                0 => Ok(self
+                    .inner
+                    .extend_lease(c, k, t)
+                    .await?
+                    .map(|l| self.shorten(l))),
                 1 => Err(Error::new(
                     ErrorKind::Connection,
                     codes::CONNECTION_FAILED,
@@ -593,66 +615,15 @@ mod tests {
         }
     }
 
-    /// A MemoryLock whose leases are certainly valid for `cut` less than their ttl (as
-    /// memcached's: the ttl rounded up to whole seconds, minus 1 s); the entries themselves
-    /// last the whole ttl.
-    #[derive(Debug)]
-    struct ShortValidity {
-        inner: MemoryLock,
-        cut: Duration,
-    }
-
-    impl ShortValidity {
-        fn new(cut: Duration) -> Self {
-            ShortValidity {
-                inner: MemoryLock::new(),
-                cut,
-            }
-        }
-
-        fn shorten(&self, lease: Lease) -> Lease {
-            let valid_until = lease.acquired_at + lease.ttl.saturating_sub(self.cut);
-            Lease {
-                valid_until,
-                ..lease
-            }
-        }
-    }
-
-    #[async_trait]
-    impl Lock for ShortValidity {
-        async fn try_acquire_lease(
-            &self,
-            c: &Context,
-            k: &str,
-            t: Duration,
-        ) -> Result<Option<Lease>> {
-            let lease = self.inner.try_acquire_lease(c, k, t).await?;
-            Ok(lease.map(|l| self.shorten(l)))
-        }
-        async fn acquire_lease(
-            &self,
-            c: &Context,
-            k: &str,
-            t: Duration,
-            w: Duration,
-        ) -> Result<Lease> {
-            let lease = self.inner.acquire_lease(c, k, t, w).await?;
-            Ok(self.shorten(lease))
-        }
-        async fn release_owned(&self, c: &Context, k: &str) -> Result<bool> {
-            self.inner.release_owned(c, k).await
-        }
-        async fn release_lease(&self, c: &Context, l: &Lease) -> Result<bool> {
-            self.inner.release_lease(c, l).await
-        }
-        async fn extend_lease(&self, c: &Context, k: &str, t: Duration) -> Result<Option<Lease>> {
-            let lease = self.inner.extend_lease(c, k, t).await?;
-            Ok(lease.map(|l| self.shorten(l)))
-        }
-        async fn inspect_lock(&self, c: &Context, k: &str) -> Result<LockInfo> {
-            self.inner.inspect_lock(c, k).await
-        }
+    /// A guard on key "k" for 300 ms (renewed every 100 ms), and another owner on the same
+    /// table.
+    async fn guard_on_k_for_300_ms(ctx: &Context) -> (LockGuard, MemoryLock) {
+        let mem = MemoryLock::new();
+        let other = mem.shared_with();
+        let guard = LockGuard::acquire(Arc::new(mem), ctx, "k", ms(300), ms(0))
+            .await
+            .unwrap();
+        (guard, other)
     }
 
     /// A guard on key "k" (ttl 900 ms, renewed every 300 ms) over a fresh `FlakyExtend`,
@@ -849,11 +820,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn is_lost_and_lost_follow_the_deadline_while_the_renewal_task_cannot_run() {
         let ctx = Context::new();
-        let mem = MemoryLock::new();
-        let other = mem.shared_with();
-        let guard = LockGuard::acquire(Arc::new(mem), &ctx, "k", ms(300), ms(0))
-            .await
-            .unwrap();
+        let (guard, other) = guard_on_k_for_300_ms(&ctx).await;
         let mut signal = guard.lost_signal();
         let mut lost = std::pin::pin!(guard.lost());
         // Renewals move the deadline that lost() waits for.
@@ -889,11 +856,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_blocked_runtime_thread_sees_the_guard_lost() {
         let ctx = Context::new();
-        let mem = MemoryLock::new();
-        let other = mem.shared_with();
-        let guard = LockGuard::acquire(Arc::new(mem), &ctx, "k", ms(300), ms(0))
-            .await
-            .unwrap();
+        let (guard, other) = guard_on_k_for_300_ms(&ctx).await;
         std::thread::sleep(ms(700));
         assert!(!guard.lease().is_valid());
         assert!(other.try_acquire_lock(&ctx, "k", ms(300)).await.unwrap());
@@ -1004,7 +967,7 @@ mod tests {
     async fn a_renew_interval_not_shorter_than_the_validity_is_refused_and_released() {
         let ctx = Context::with_trace_id("g");
         // ttl 2 s, validity 1 s (as memcached's).
-        let lock = Arc::new(ShortValidity::new(ms(1000)));
+        let lock = Arc::new(FlakyExtend::with_validity_cut(ms(1000)));
         for interval in [ms(1000), ms(1500)] {
             let builder =
                 || LockGuard::builder(lock.clone(), "k", ms(2000)).renew_interval(interval);
@@ -1021,7 +984,7 @@ mod tests {
     async fn the_default_renew_interval_is_a_third_of_the_validity() {
         let ctx = Context::new();
         // ttl 900 ms, validity 300 ms: a third of the ttl could never renew in time.
-        let lock = Arc::new(ShortValidity::new(ms(600)));
+        let lock = Arc::new(FlakyExtend::with_validity_cut(ms(600)));
         let other = lock.inner.shared_with();
         let guard = LockGuard::acquire(lock.clone(), &ctx, "k", ms(900), ms(0))
             .await
@@ -1038,7 +1001,7 @@ mod tests {
     async fn a_lease_without_validity_is_refused_and_released() {
         let ctx = Context::with_trace_id("g");
         // ttl 1 s, validity 0 (as memcached's).
-        let lock = Arc::new(ShortValidity::new(ms(1000)));
+        let lock = Arc::new(FlakyExtend::with_validity_cut(ms(1000)));
         let err = LockGuard::try_acquire(lock.clone(), &ctx, "k", ms(1000))
             .await
             .unwrap_err();

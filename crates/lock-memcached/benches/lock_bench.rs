@@ -66,28 +66,36 @@ struct Settings {
     raw_max_depth: usize,
 }
 
-fn env_f64(name: &str, default: f64) -> Res<f64> {
+/// `name` from the environment, parsed and accepted by `ok`, else `default`; a value that is
+/// there but unusable is an error naming it and saying what was expected.
+fn env_parsed<T: std::str::FromStr>(
+    name: &str,
+    default: T,
+    ok: fn(&T) -> bool,
+    expected: &str,
+) -> Res<T> {
     match std::env::var(name) {
         Ok(v) => v
             .trim()
-            .parse::<f64>()
+            .parse::<T>()
             .ok()
-            .filter(|x| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| format!("{name}={v:?} is not a non-negative number").into()),
+            .filter(ok)
+            .ok_or_else(|| format!("{name}={v:?} is not {expected}").into()),
         Err(_) => Ok(default),
     }
 }
 
+fn env_f64(name: &str, default: f64) -> Res<f64> {
+    env_parsed(
+        name,
+        default,
+        |x| x.is_finite() && *x >= 0.0,
+        "a non-negative number",
+    )
+}
+
 fn env_usize(name: &str, default: usize) -> Res<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|x| *x > 0)
-            .ok_or_else(|| format!("{name}={v:?} is not a positive integer").into()),
-        Err(_) => Ok(default),
-    }
+    env_parsed(name, default, |x| *x > 0, "a positive integer")
 }
 
 impl Settings {
@@ -309,14 +317,7 @@ impl RawConn {
                 self.rpos = end + 1;
                 return Ok(line);
             }
-            if self.rpos > 0 {
-                self.rbuf.drain(..self.rpos);
-                self.rpos = 0;
-            }
-            let n = self.stream.read_buf(&mut self.rbuf).await?;
-            if n == 0 {
-                return Err("memcached closed the connection".into());
-            }
+            self.fill().await?;
         }
     }
 
@@ -528,8 +529,7 @@ async fn raw_pipelined(
     conns: usize,
     total_in_flight: usize,
 ) -> Res<Outcome> {
-    let measure_from = Instant::now() + s.warmup;
-    let end = measure_from + s.secs;
+    let (measure_from, end) = span(s);
     let mut handles = Vec::new();
     for c in 0..conns {
         // Spread the in-flight pairs as evenly as possible (the lock's pool does the same).
@@ -609,16 +609,32 @@ async fn lock_seq<L: Lock + ?Sized>(
     })
 }
 
-async fn lock_parallel<L: Lock + 'static>(
-    s: &Settings,
-    lock: Arc<L>,
+/// What an outcome is reported as.
+#[derive(Debug, Clone, Copy)]
+struct Labels {
     scenario: &'static str,
     backend: &'static str,
     conns: usize,
-) -> Res<Outcome> {
+}
+
+fn at(scenario: &'static str, backend: &'static str, conns: usize) -> Labels {
+    Labels {
+        scenario,
+        backend,
+        conns,
+    }
+}
+
+/// When measuring starts (after the warm-up) and ends.
+fn span(s: &Settings) -> (Instant, Instant) {
     let measure_from = Instant::now() + s.warmup;
-    let end = measure_from + s.secs;
+    (measure_from, measure_from + s.secs)
+}
+
+async fn lock_parallel<L: Lock + 'static>(s: &Settings, lock: Arc<L>, at: Labels) -> Res<Outcome> {
     let run = run_id();
+    let (measure_from, end) = span(s);
+    let scenario = at.scenario;
     let mut handles = Vec::new();
     for w in 0..s.tasks {
         let lock = lock.clone();
@@ -657,10 +673,10 @@ async fn lock_parallel<L: Lock + 'static>(
         latency.merge(l);
     }
     Ok(Outcome {
-        scenario,
-        backend,
+        scenario: at.scenario,
+        backend: at.backend,
         tasks: s.tasks,
-        conns,
+        conns: at.conns,
         in_flight: s.tasks,
         ops,
         elapsed: s.secs,
@@ -673,16 +689,9 @@ async fn lock_parallel<L: Lock + 'static>(
 /// `tasks` tasks take one key in turn with `acquire_lock`; the handoff is the time from the
 /// moment a holder calls `release_lock` to the moment the next holder's `acquire_lock`
 /// returns.
-async fn lock_contended<L: Lock + 'static>(
-    s: &Settings,
-    lock: Arc<L>,
-    scenario: &'static str,
-    backend: &'static str,
-    conns: usize,
-) -> Res<Outcome> {
-    let measure_from = Instant::now() + s.warmup;
-    let end = measure_from + s.secs;
-    let key: Arc<str> = format!("{scenario}:{:x}", run_id()).into();
+async fn lock_contended<L: Lock + 'static>(s: &Settings, lock: Arc<L>, at: Labels) -> Res<Outcome> {
+    let key: Arc<str> = format!("{}:{:x}", at.scenario, run_id()).into();
+    let (measure_from, end) = span(s);
     let epoch = Instant::now();
     // Nanoseconds since `epoch` of the last release call; 0 = none yet.
     let last_release = Arc::new(AtomicU64::new(0));
@@ -736,10 +745,10 @@ async fn lock_contended<L: Lock + 'static>(
         handoff.merge(hd);
     }
     Ok(Outcome {
-        scenario,
-        backend,
+        scenario: at.scenario,
+        backend: at.backend,
         tasks: s.contended_tasks,
-        conns,
+        conns: at.conns,
         in_flight: s.contended_tasks,
         ops,
         elapsed: s.secs,
@@ -887,13 +896,13 @@ async fn run(s: Settings) -> Res<()> {
                 this_round.push(lock_seq(&s, &**lock, "seq", "memcached").await?);
             }
             if s.wants("parallel") {
-                let o =
-                    lock_parallel(&s, lock.clone(), "parallel", "memcached", s.pool_size).await?;
+                let o = lock_parallel(&s, lock.clone(), at("parallel", "memcached", s.pool_size))
+                    .await?;
                 this_round.push(o);
             }
             if s.wants("contended") {
-                let o =
-                    lock_contended(&s, lock.clone(), "contended", "memcached", s.pool_size).await?;
+                let o = lock_contended(&s, lock.clone(), at("contended", "memcached", s.pool_size))
+                    .await?;
                 this_round.push(o);
             }
         }
@@ -902,8 +911,12 @@ async fn run(s: Settings) -> Res<()> {
                 this_round.push(lock_seq(&s, &**lock, "classic_seq", "classic").await?);
             }
             if s.wants("classic_parallel") {
-                let o = lock_parallel(&s, lock.clone(), "classic_parallel", "classic", s.pool_size)
-                    .await?;
+                let o = lock_parallel(
+                    &s,
+                    lock.clone(),
+                    at("classic_parallel", "classic", s.pool_size),
+                )
+                .await?;
                 this_round.push(o);
             }
         }
@@ -913,11 +926,11 @@ async fn run(s: Settings) -> Res<()> {
         }
         if s.wants("memory_parallel") {
             let lock = Arc::new(MemoryLock::new());
-            this_round.push(lock_parallel(&s, lock, "memory_parallel", "memory", 0).await?);
+            this_round.push(lock_parallel(&s, lock, at("memory_parallel", "memory", 0)).await?);
         }
         if s.wants("memory_contended") {
             let lock = Arc::new(MemoryLock::new());
-            this_round.push(lock_contended(&s, lock, "memory_contended", "memory", 0).await?);
+            this_round.push(lock_contended(&s, lock, at("memory_contended", "memory", 0)).await?);
         }
         if round == 0 {
             results = this_round;

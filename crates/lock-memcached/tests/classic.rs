@@ -11,7 +11,8 @@ use memcached_testkit::{FaultProxy, MemcachedServer};
 
 mod support;
 use support::{
-    TTL, acquire_within, config_for, host_and_port, open_classic, open_lock, raw_get, unique_key,
+    TTL, acquire_within, config_for, host_and_port, lease_of_free_key, open_classic, open_lock,
+    raw_get, unique_key,
 };
 
 fn rewrite_version_to(old: &'static str) -> memcached_testkit::ReplyRewriter {
@@ -29,11 +30,7 @@ async fn classic_mode_acquires_releases_and_reports_its_protocol() {
     let b = open_classic(&server.address(), &[]).await;
     let ctx = Context::with_trace_id("classic");
     let k = unique_key("basic");
-    let lease = a
-        .try_acquire_lease(&ctx, &k, TTL)
-        .await
-        .expect("acquire")
-        .expect("free");
+    let lease = lease_of_free_key(&a, &ctx, &k).await;
     assert!(lease.fencing_token.is_some());
     let stored = raw_get(&server.address(), &k).expect("stored");
     assert!(stored.contains(&lease.token), "{stored}");

@@ -11,7 +11,7 @@ use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
 mod support;
-use support::{TTL, open_classic, open_lock, unique_key};
+use support::{TTL, lease_of_free_key, open_classic, open_lock, unique_key};
 
 fn start() -> MemcachedServer {
     MemcachedServer::start().expect("memcached must be installed (apt-get install memcached)")
@@ -51,11 +51,7 @@ async fn concurrent_extends_of_one_lock_by_its_holder_never_report_it_lost() {
     let lock = Arc::new(open_lock(&server.address(), &[]).await);
     let ctx = Context::new();
     let key = unique_key("extends");
-    let lease = lock
-        .try_acquire_lease(&ctx, &key, TTL)
-        .await
-        .expect("acquire")
-        .expect("free key");
+    let lease = lease_of_free_key(&lock, &ctx, &key).await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let lock = lock.clone();
@@ -139,43 +135,79 @@ fn same_pid_and_boot_second(chunk: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// A restart is detected before a lease of the old boot sends a CAS-checked request, even
-/// when the new boot reports the same pid and boot second: CAS values restart with the
-/// server, so the stale `md <key> C<cas>` would delete the new holder's lock.
-#[tokio::test]
-async fn a_restart_is_detected_even_when_pid_and_boot_second_repeat() {
+/// One key acquired by one owner, the server restarted behind a proxy that makes both boots
+/// report the same pid and boot second, and the key acquired again by another owner doing
+/// exactly what the first did (so its item gets the same CAS value on the new boot).
+struct TwoBootsThatLookAlike {
+    _server: MemcachedServer,
+    _proxy: FaultProxy,
+    key: String,
+    old: MemcachedLock,
+    old_lease: lock_core::Lease,
+    new: MemcachedLock,
+    new_lease: lock_core::Lease,
+}
+
+async fn acquired_on_two_boots_that_look_alike(name: &str) -> TwoBootsThatLookAlike {
     let mut server = start();
     let proxy = FaultProxy::start(server.socket_addr())
         .await
         .expect("proxy");
     proxy.set_reply_rewriter(Some(Arc::new(same_pid_and_boot_second)));
     let ctx = Context::new();
-    let key = unique_key("reboot");
-    let old = open_lock(&proxy.address(), &[]).await;
-    assert!(
-        old.try_acquire_lock(&ctx, &key, TTL)
-            .await
-            .expect("old boot")
-    );
-
+    let key = unique_key(name);
+    let acquire = |lock: MemcachedLock| {
+        let (ctx, key) = (ctx.clone(), key.clone());
+        async move {
+            let lease = lease_of_free_key(&lock, &ctx, &key).await;
+            (lock, lease)
+        }
+    };
+    let (old, old_lease) = acquire(open_lock(&proxy.address(), &[]).await).await;
     server.restart().expect("restart");
-    // The new holder does exactly what the old one did on the old boot, so its item gets the
-    // same CAS value.
-    let new = open_lock(&proxy.address(), &[]).await;
-    assert!(
-        new.try_acquire_lock(&ctx, &key, TTL)
-            .await
-            .expect("new boot")
-    );
+    let (new, new_lease) = acquire(open_lock(&proxy.address(), &[]).await).await;
+    TwoBootsThatLookAlike {
+        _server: server,
+        _proxy: proxy,
+        key,
+        old,
+        old_lease,
+        new,
+        new_lease,
+    }
+}
 
+/// A restart is detected before a lease of the old boot sends a CAS-checked request, even
+/// when the new boot reports the same pid and boot second: CAS values restart with the
+/// server, so the stale `md <key> C<cas>` would delete the new holder's lock.
+#[tokio::test]
+async fn a_restart_is_detected_even_when_pid_and_boot_second_repeat() {
+    let boots = acquired_on_two_boots_that_look_alike("reboot").await;
+    let ctx = Context::new();
     // The old holder's lease is from another boot: lost, and nothing is deleted.
-    assert!(!old.release_owned(&ctx, &key).await.expect("release"));
-    let info = new.inspect_lock(&ctx, &key).await.expect("inspect");
+    assert!(
+        !boots
+            .old
+            .release_lease(&ctx, &boots.old_lease)
+            .await
+            .expect("release")
+    );
+    let info = boots
+        .new
+        .inspect_lock(&ctx, &boots.key)
+        .await
+        .expect("inspect");
     assert!(
         info.held_by_me,
         "the new holder's lock was deleted by a stale release"
     );
-    assert!(new.release_owned(&ctx, &key).await.expect("release"));
+    assert!(
+        boots
+            .new
+            .release_lease(&ctx, &boots.new_lease)
+            .await
+            .expect("release")
+    );
 }
 
 /// The fencing token of a key grows with every acquisition, across a restart whose new boot
@@ -183,30 +215,9 @@ async fn a_restart_is_detected_even_when_pid_and_boot_second_repeat() {
 /// the second boot repeated the first one's tokens).
 #[tokio::test]
 async fn fencing_tokens_grow_across_a_restart_within_the_same_second() {
-    let mut server = start();
-    let proxy = FaultProxy::start(server.socket_addr())
-        .await
-        .expect("proxy");
-    proxy.set_reply_rewriter(Some(Arc::new(same_pid_and_boot_second)));
-    let ctx = Context::new();
-    let key = unique_key("fence-reboot");
-    let first = open_lock(&proxy.address(), &[]).await;
-    let before = first
-        .try_acquire_lease(&ctx, &key, TTL)
-        .await
-        .expect("acquire")
-        .expect("free key")
-        .fencing_token
-        .expect("a fencing token");
-    server.restart().expect("restart");
-    let second = open_lock(&proxy.address(), &[]).await;
-    let after = second
-        .try_acquire_lease(&ctx, &key, TTL)
-        .await
-        .expect("acquire")
-        .expect("free key after the restart")
-        .fencing_token
-        .expect("a fencing token");
+    let boots = acquired_on_two_boots_that_look_alike("fence-reboot").await;
+    let before = boots.old_lease.fencing_token.expect("a fencing token");
+    let after = boots.new_lease.fencing_token.expect("a fencing token");
     assert!(after > before, "token went from {before} to {after}");
 }
 
@@ -229,11 +240,7 @@ async fn fencing_tokens_grow_with_every_acquisition_and_after_a_flush() {
             assert_eq!(reply, "OK");
         }
         let owner = &owners[round % owners.len()];
-        let lease = owner
-            .try_acquire_lease(&ctx, &key, TTL)
-            .await
-            .expect("acquire")
-            .expect("free key");
+        let lease = lease_of_free_key(owner, &ctx, &key).await;
         let token = lease.fencing_token.expect("a fencing token");
         assert!(token > last, "round {round}: {last} then {token}");
         last = token;
@@ -261,11 +268,7 @@ async fn a_lease_without_a_trustworthy_counter_has_no_token_and_says_why() {
             &format!("set pip-locks:fence:{bucket:03x} 0 0 1\r\nx\r\n"),
         );
         assert_eq!(reply, "STORED");
-        let lease = lock
-            .try_acquire_lease(&ctx, &key, TTL)
-            .await
-            .expect("acquire")
-            .expect("free key");
+        let lease = lease_of_free_key(&lock, &ctx, &key).await;
         assert_eq!(lease.fencing_token, None, "classic: {classic}");
         let why = lease.fencing_unavailable.clone().expect("a reason");
         assert!(why.contains("not a number"), "classic: {classic}: {why}");

@@ -80,18 +80,8 @@ pub(crate) enum Request {
         mode: SetMode,
         ttl_secs: u32,
     },
-    /// An acquire and its fencing counter in one round trip: `ms <key> <len> [b] ME T<ttl> c
-    /// O<opaque>` + data line, then `ma <counter> N0 J<initial> v O<opaque>`. The counter is
-    /// advanced after the store, on the same connection, so a later acquisition of the key
-    /// always reads a larger value.
-    Acquire {
-        key: WireKey,
-        data: Arc<[u8]>,
-        ttl_secs: u32,
-        counter: WireKey,
-        /// The counter's value when this request creates it (`J`).
-        initial: u64,
-    },
+    /// An acquire and its fencing counter in one round trip (see [`AcquireRequest`]).
+    Acquire(AcquireRequest),
     /// `md <key> [b] C<cas> O<opaque>`.
     Delete { key: WireKey, cas: u64 },
     /// `mg <key> [b] v c t O<opaque>`.
@@ -105,14 +95,27 @@ pub(crate) enum Request {
     Stats,
 }
 
+/// `ms <key> <len> [b] ME T<ttl> c O<opaque>` + data line, then
+/// `ma <counter> N0 J<initial> v O<opaque>`. The counter is advanced after the store, on the
+/// same connection, so a later acquisition of the key always reads a larger value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AcquireRequest {
+    pub(crate) key: WireKey,
+    pub(crate) data: Arc<[u8]>,
+    pub(crate) ttl_secs: u32,
+    pub(crate) counter: WireKey,
+    /// The counter's value when this request creates it (`J`).
+    pub(crate) initial: u64,
+}
+
 impl Request {
     /// The key this request carries, if any.
     pub(crate) fn key(&self) -> Option<&WireKey> {
         match self {
-            Request::Set { key, .. }
-            | Request::Acquire { key, .. }
-            | Request::Delete { key, .. }
-            | Request::Get { key } => Some(key),
+            Request::Acquire(a) => Some(&a.key),
+            Request::Set { key, .. } | Request::Delete { key, .. } | Request::Get { key } => {
+                Some(key)
+            }
             Request::Noop | Request::Version | Request::Stats => None,
         }
     }
@@ -121,7 +124,7 @@ impl Request {
     pub(crate) fn shape(&self, opaque: u32) -> ReplyShape {
         match self {
             Request::Set { .. } => ReplyShape::Set { opaque },
-            Request::Acquire { .. } => ReplyShape::Acquire { opaque },
+            Request::Acquire(_) => ReplyShape::Acquire { opaque },
             Request::Delete { .. } => ReplyShape::Delete { opaque },
             Request::Get { .. } => ReplyShape::Get { opaque },
             Request::Noop => ReplyShape::Noop,
@@ -134,7 +137,7 @@ impl Request {
     pub(crate) fn command_name(&self) -> &'static str {
         match self {
             Request::Set { .. } => "ms",
-            Request::Acquire { .. } => "ms+ma",
+            Request::Acquire(_) => "ms+ma",
             Request::Delete { .. } => "md",
             Request::Get { .. } => "mg",
             Request::Noop => "mn",
@@ -153,19 +156,13 @@ impl Request {
                 mode,
                 ttl_secs,
             } => encode_set(buf, key, data, *mode, *ttl_secs, opaque),
-            Request::Acquire {
-                key,
-                data,
-                ttl_secs,
-                counter,
-                initial,
-            } => {
-                encode_set(buf, key, data, SetMode::Add, *ttl_secs, opaque);
-                key_token(buf, b"ma", counter);
-                base64_flag(buf, counter);
+            Request::Acquire(a) => {
+                encode_set(buf, &a.key, &a.data, SetMode::Add, a.ttl_secs, opaque);
+                key_token(buf, b"ma", &a.counter);
+                base64_flag(buf, &a.counter);
                 // N0: created never expiring; J: its first value.
                 buf.extend_from_slice(b" N0 J");
-                push_decimal(buf, *initial);
+                push_decimal(buf, a.initial);
                 buf.extend_from_slice(b" v O");
                 push_decimal(buf, u64::from(opaque));
                 buf.extend_from_slice(b"\r\n");
@@ -803,13 +800,13 @@ mod tests {
             ttl_secs: 1,
         };
         assert_eq!(enc(&b64set, 1), b"ms bG9jaw== 0 b ME T1 c O1\r\n\r\n");
-        let acquire = Request::Acquire {
+        let acquire = Request::Acquire(AcquireRequest {
             key: key("lk"),
             data: b"tok".to_vec().into(),
             ttl_secs: 5,
             counter: key("pip-locks:fence:0a1"),
             initial: 1_700_000_000_000_000_000,
-        };
+        });
         assert_eq!(
             enc(&acquire, 12),
             b"ms lk 3 ME T5 c O12\r\ntok\r\nma pip-locks:fence:0a1 N0 J1700000000000000000 v O12\r\n"
@@ -937,13 +934,16 @@ mod tests {
     fn parses_a_pipelined_stream() {
         let stream: &[u8] =
             b"HD c1 O1\r\nNS c0 O2\r\nVA 3 c1 t5 O3\r\ntok\r\nEN O4\r\nEX O5\r\nNF O6\r\nMN\r\n";
+        let set = |opaque| ReplyShape::Set { opaque };
+        let get = |opaque| ReplyShape::Get { opaque };
+        let delete = |opaque| ReplyShape::Delete { opaque };
         let shapes = [
-            ReplyShape::Set { opaque: 1 },
-            ReplyShape::Set { opaque: 2 },
-            ReplyShape::Get { opaque: 3 },
-            ReplyShape::Get { opaque: 4 },
-            ReplyShape::Delete { opaque: 5 },
-            ReplyShape::Delete { opaque: 6 },
+            set(1),
+            set(2),
+            get(3),
+            get(4),
+            delete(5),
+            delete(6),
             ReplyShape::Noop,
         ];
         let mut pos = 0;
@@ -992,30 +992,35 @@ mod tests {
 
     #[test]
     fn garbage_and_bad_numbers_are_errors() {
-        let bad: &[(&[u8], ReplyShape)] = &[
-            (b"HD cX O1\r\n", ReplyShape::Set { opaque: 1 }),
-            (b"HD c O1\r\n", ReplyShape::Set { opaque: 1 }),
-            (b"HD c-1 O1\r\n", ReplyShape::Set { opaque: 1 }),
-            (b"HD c+1 O1\r\n", ReplyShape::Set { opaque: 1 }),
+        // Grouped by the request they answer.
+        let set = ReplyShape::Set { opaque: 1 };
+        let get = ReplyShape::Get { opaque: 1 };
+        let bad: &[(ReplyShape, &[&[u8]])] = &[
             (
-                b"HD c99999999999999999999999 O1\r\n",
-                ReplyShape::Set { opaque: 1 },
+                set,
+                &[
+                    b"HD cX O1\r\n",
+                    b"HD c O1\r\n",
+                    b"HD c-1 O1\r\n",
+                    b"HD c+1 O1\r\n",
+                    b"HD c99999999999999999999999 O1\r\n",
+                    b"HD  O1\r\n",
+                    b"HD O1 t1x\r\n",
+                    b"HD O1 9\r\n",
+                    b"HD O1\n",
+                ],
             ),
-            (b"HD  O1\r\n", ReplyShape::Set { opaque: 1 }),
-            (b"HD O1 t1x\r\n", ReplyShape::Set { opaque: 1 }),
-            (b"HD O1 9\r\n", ReplyShape::Set { opaque: 1 }),
-            (b"VA x O1\r\n", ReplyShape::Get { opaque: 1 }),
-            (b"VA -1 O1\r\n", ReplyShape::Get { opaque: 1 }),
-            (b"VA 3 O1\r\ntokXY", ReplyShape::Get { opaque: 1 }),
-            (b"HD O1\n", ReplyShape::Set { opaque: 1 }),
-            (b"\r\n", ReplyShape::Noop),
-            (b"\n", ReplyShape::Noop),
-            (b"M\x00N\r\n", ReplyShape::Noop),
-            (b"MN\xff\r\n", ReplyShape::Noop),
-            (b"STAT\r\n", ReplyShape::Stats),
-            (b"STAT  x\r\n", ReplyShape::Stats),
+            (get, &[b"VA x O1\r\n", b"VA -1 O1\r\n", b"VA 3 O1\r\ntokXY"]),
+            (
+                ReplyShape::Noop,
+                &[b"\r\n", b"\n", b"M\x00N\r\n", b"MN\xff\r\n"],
+            ),
+            (ReplyShape::Stats, &[b"STAT\r\n", b"STAT  x\r\n"]),
         ];
-        assert_refused(bad);
+        for (shape, replies) in bad {
+            let cases: Vec<(&[u8], ReplyShape)> = replies.iter().map(|r| (*r, *shape)).collect();
+            assert_refused(&cases);
+        }
     }
 
     #[test]

@@ -19,70 +19,53 @@ pub(crate) enum Endpoint {
     Classic(Server<ClassicTransport>),
 }
 
-// An enum rather than `dyn`: the hot path stays free of a boxed future per request.
+// An enum rather than `dyn`: the hot path stays free of a boxed future per request. Each
+// method is the server's own (see `Server`), written once here as one line per method.
 macro_rules! forward {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Endpoint::Meta($s) => $e,
-            Endpoint::Classic($s) => $e,
-        }
+    ($($(#[doc = $doc:literal])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        $(
+            $(#[doc = $doc])*
+            pub(crate) fn $name(&self $(, $arg: $ty)*) -> $ret {
+                match self {
+                    Endpoint::Meta(s) => s.$name($($arg),*),
+                    Endpoint::Classic(s) => s.$name($($arg),*),
+                }
+            }
+        )*
+    };
+    ($($(#[doc = $doc:literal])* async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        $(
+            $(#[doc = $doc])*
+            pub(crate) async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                match self {
+                    Endpoint::Meta(s) => s.$name($($arg),*).await,
+                    Endpoint::Classic(s) => s.$name($($arg),*).await,
+                }
+            }
+        )*
     };
 }
 
 impl Endpoint {
-    /// `"meta"` or `"classic"`.
-    pub(crate) fn protocol(&self) -> &'static str {
-        forward!(self, s => s.protocol())
+    forward! {
+        /// `"meta"` or `"classic"`.
+        fn protocol(&self) -> &'static str;
+        /// "host:port".
+        fn address(&self) -> &str;
+        /// The socket address every connection goes to.
+        fn connects_to(&self) -> std::net::SocketAddr;
+        /// Health and what the probes observed (identity, version, evictions).
+        fn health(&self) -> &ServerHealth;
+        /// Live connections.
+        fn live_connections(&self) -> usize;
+        /// Closes the connections (re-created on demand).
+        fn close(&self) -> ();
     }
 
-    /// "host:port".
-    pub(crate) fn address(&self) -> &str {
-        forward!(self, s => s.address())
-    }
-
-    /// The socket address every connection goes to.
-    pub(crate) fn connects_to(&self) -> std::net::SocketAddr {
-        forward!(self, s => s.connects_to())
-    }
-
-    /// Health and what the probes observed (identity, version, evictions).
-    pub(crate) fn health(&self) -> &ServerHealth {
-        forward!(self, s => s.health())
-    }
-
-    /// Live connections.
-    pub(crate) fn live_connections(&self) -> usize {
-        forward!(self, s => s.live_connections())
-    }
-
-    /// Closes the connections (re-created on demand).
-    pub(crate) fn close(&self) {
-        forward!(self, s => s.close())
-    }
-
-    /// Opens (or reuses) one connection and probes it.
-    pub(crate) async fn check(&self, ctx: &Context) -> Result<ServerIdentity, Error> {
-        forward!(self, s => s.check(ctx).await)
-    }
-
-    /// Runs `req`; see [`Server::execute`].
-    pub(crate) async fn execute(
-        &self,
-        ctx: &Context,
-        req: Request,
-        idempotent: bool,
-        expect_identity: Option<ServerIdentity>,
-    ) -> Result<Executed, Error> {
-        forward!(self, s => s.execute(ctx, req, idempotent, expect_identity).await)
-    }
-
-    /// Runs `req` as `call` says; see [`Server::call`].
-    pub(crate) async fn call(
-        &self,
-        ctx: &Context,
-        req: Request,
-        call: &Call,
-    ) -> Result<Executed, Error> {
-        forward!(self, s => s.call(ctx, req, call).await)
+    forward! {
+        /// Opens (or reuses) one connection and probes it.
+        async fn check(&self, ctx: &Context) -> Result<ServerIdentity, Error>;
+        /// Runs `req` as `call` says; see [`Server::call`].
+        async fn call(&self, ctx: &Context, req: Request, call: &Call) -> Result<Executed, Error>;
     }
 }

@@ -34,7 +34,9 @@ mod transport;
 pub(crate) use cluster::Cluster;
 #[cfg(test)]
 pub(crate) use codec::MetaFlags;
-pub(crate) use codec::{AcquireReplies, EVERY_SHAPE, Reply, Request, SetMode, WireKey, parse};
+pub(crate) use codec::{
+    AcquireReplies, AcquireRequest, EVERY_SHAPE, Reply, Request, SetMode, WireKey, parse,
+};
 pub(crate) use endpoint::Endpoint;
 pub(crate) use identity::ServerIdentity;
 pub(crate) use late::{Late, LateReceiver, late_channel};

@@ -41,6 +41,27 @@ pub(crate) struct Call {
     pub(crate) quiet: bool,
 }
 
+impl Call {
+    /// A request that is not repeated once it may have been sent.
+    pub(crate) fn once() -> Call {
+        Call::default()
+    }
+
+    /// A request that is safe to repeat.
+    pub(crate) fn repeatable() -> Call {
+        Call {
+            idempotent: true,
+            ..Call::default()
+        }
+    }
+
+    /// Only sent on a connection to the boot `identity` (when given).
+    pub(crate) fn on(mut self, identity: Option<ServerIdentity>) -> Call {
+        self.expect_identity = identity;
+        self
+    }
+}
+
 /// A reply together with the identity of the server boot that produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Executed {
@@ -144,12 +165,8 @@ impl<T: Transport> Server<T> {
         Ok(identity)
     }
 
-    /// Sends `req` on one of the server's connections. Bounded by `options.timeout` overall.
-    ///
-    /// `expect_identity`: when `Some`, the connection used must have exactly that identity,
-    /// otherwise the call fails with `SERVER_RESTARTED` (`ErrorKind::InvalidState`) without
-    /// sending anything. `idempotent`: `true` retries (up to `options.retries`) retryable
-    /// errors and unknown outcomes; `false` retries only when nothing was sent.
+    /// [`Server::call`] with its two main options, for the client's own tests.
+    #[cfg(test)]
     pub(crate) async fn execute(
         &self,
         ctx: &Context,
@@ -165,7 +182,12 @@ impl<T: Transport> Server<T> {
         self.call(ctx, req, &call).await
     }
 
-    /// [`Server::execute`] with every option of a [`Call`].
+    /// Sends `req` on one of the server's connections. Bounded by `options.timeout` overall.
+    ///
+    /// `call.expect_identity`: when `Some`, the connection used must have exactly that
+    /// identity, otherwise the call fails with `SERVER_RESTARTED` (`ErrorKind::InvalidState`)
+    /// without sending anything. `call.idempotent`: `true` retries (up to `options.retries`)
+    /// retryable errors and unknown outcomes; `false` retries only when nothing was sent.
     pub(crate) async fn call(
         &self,
         ctx: &Context,

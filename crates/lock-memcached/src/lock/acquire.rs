@@ -17,7 +17,7 @@ use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
 use super::fencing;
 use super::lease::{HeldLease, gone_by, validity};
-use crate::client::{AcquireReplies, Call, Reply, Request, late_channel};
+use crate::client::{AcquireReplies, AcquireRequest, Call, Reply, Request, late_channel};
 use crate::value::LockValue;
 
 impl MemcachedLock {
@@ -48,13 +48,13 @@ impl MemcachedLock {
             (ttl, secs),
             late_reply,
         );
-        let request = Request::Acquire {
+        let request = Request::Acquire(AcquireRequest {
             counter: fencing::counter_key(&wire),
             initial: fencing::initial_value(),
             key: wire.clone(),
             data: value.clone(),
             ttl_secs: secs,
-        };
+        });
         let call = Call {
             late: Some(late),
             ..Call::default()

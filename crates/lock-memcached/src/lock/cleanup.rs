@@ -214,10 +214,8 @@ async fn delete_by_cas(job: &Abandoned, cas: u64, identity: ServerIdentity) {
     let ctx = Context::new();
     let gone_by = Instant::now() + Duration::from_secs(u64::from(job.secs)) + GRANULARITY;
     let call = Call {
-        idempotent: true,
-        expect_identity: Some(identity),
         quiet: true,
-        ..Call::default()
+        ..Call::repeatable().on(Some(identity))
     };
     let mut pause = FIRST_PAUSE;
     while Instant::now() < gone_by {

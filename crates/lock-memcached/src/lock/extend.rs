@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::MemcachedLock;
 use super::errors::{cas_disabled, unexpected};
 use super::lease::HeldLease;
-use crate::client::{Reply, Request, SetMode};
+use crate::client::{Call, Reply, Request, SetMode};
 use crate::codes::SERVER_RESTARTED;
 
 /// How often an extend retries with a fresher CAS while the item still holds this
@@ -48,7 +48,7 @@ impl MemcachedLock {
             };
             let executed = match held
                 .server
-                .execute(ctx, request, false, Some(held.identity))
+                .call(ctx, request, &Call::once().on(Some(held.identity)))
                 .await
             {
                 Ok(e) => e,
@@ -96,13 +96,12 @@ impl MemcachedLock {
 async fn current_cas_if_ours(ctx: &Context, held: &HeldLease) -> Result<Option<u64>> {
     let got = held
         .server
-        .execute(
+        .call(
             ctx,
             Request::Get {
                 key: held.wire.clone(),
             },
-            true,
-            Some(held.identity),
+            &Call::repeatable().on(Some(held.identity)),
         )
         .await;
     match got {

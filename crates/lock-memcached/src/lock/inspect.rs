@@ -8,7 +8,7 @@ use lock_core::LockInfo;
 
 use super::MemcachedLock;
 use super::errors::unexpected;
-use crate::client::{Reply, Request};
+use crate::client::{Call, Reply, Request};
 use crate::key::wire_key;
 use crate::value::LockValue;
 
@@ -18,7 +18,7 @@ impl MemcachedLock {
         let wire = wire_key(ctx, key, &opened.config)?;
         let server = opened.cluster.server_for(&wire);
         let executed = server
-            .execute(ctx, Request::Get { key: wire }, true, None)
+            .call(ctx, Request::Get { key: wire }, &Call::repeatable())
             .await?;
         match executed.reply {
             Reply::En => Ok(LockInfo::free()),

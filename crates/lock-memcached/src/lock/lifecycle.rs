@@ -13,7 +13,7 @@ use commons::{
 use super::errors::{cas_disabled, unexpected};
 use super::release::delete_held;
 use super::{MemcachedLock, Opened, lock, read, write};
-use crate::client::{Cluster, Endpoint, Request, SetMode, WireKey};
+use crate::client::{Call, Cluster, Endpoint, Request, SetMode, WireKey};
 use crate::config::MemcachedLockConfig;
 use crate::value::new_token;
 
@@ -136,13 +136,13 @@ async fn probe_cas(ctx: &Context, server: &Arc<Endpoint>) -> Result<()> {
         mode: SetMode::Add,
         ttl_secs: 2,
     };
-    let executed = server.execute(ctx, set, false, None).await?;
+    let executed = server.call(ctx, set, &Call::once()).await?;
     match executed.reply {
         crate::client::Reply::Hd(flags) => {
             let cas = flags.cas.unwrap_or(0);
             let del = Request::Delete { key, cas };
             let _ = server
-                .execute(ctx, del, true, Some(executed.identity))
+                .call(ctx, del, &Call::repeatable().on(Some(executed.identity)))
                 .await;
             if cas == 0 {
                 Err(cas_disabled(ctx, server))

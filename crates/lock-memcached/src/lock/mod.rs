@@ -95,13 +95,6 @@ impl fmt::Debug for MemcachedLock {
 
 impl Default for MemcachedLock {
     fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MemcachedLock {
-    /// A lock with the default configuration; call `configure` and `open` before use.
-    pub fn new() -> Self {
         MemcachedLock {
             config: RwLock::new(MemcachedLockConfig::default()),
             connection_config: Mutex::new(ConfigParams::new()),
@@ -112,6 +105,13 @@ impl MemcachedLock {
             waiters: LocalWaiters::new(),
             holder: crate::value::holder_description(),
         }
+    }
+}
+
+impl MemcachedLock {
+    /// A lock with the default configuration; call `configure` and `open` before use.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// A lock configured from `config` (a convenience for `new` + `configure`).

@@ -59,7 +59,7 @@ pub(super) async fn delete_held(ctx: &Context, held: &HeldLease) -> Result<bool>
     };
     let executed = match held
         .server
-        .execute(ctx, request, true, Some(held.identity))
+        .call(ctx, request, &Call::repeatable().on(Some(held.identity)))
         .await
     {
         Ok(e) => e,
@@ -97,10 +97,8 @@ pub(super) async fn delete_if_token(
 ) -> Result<bool> {
     for _ in 0..CAS_RACES {
         let read = Call {
-            idempotent: true,
-            expect_identity: identity,
             quiet,
-            ..Call::default()
+            ..Call::repeatable().on(identity)
         };
         let got = server
             .call(ctx, Request::Get { key: wire.clone() }, &read)
@@ -113,10 +111,8 @@ pub(super) async fn delete_if_token(
             _ => return Ok(false),
         };
         let delete = Call {
-            idempotent: true,
-            expect_identity: Some(got.identity),
             quiet,
-            ..Call::default()
+            ..Call::repeatable().on(Some(got.identity))
         };
         let del = server
             .call(

@@ -3,7 +3,7 @@
 use commons::{Context, Result};
 
 use super::MemcachedLock;
-use crate::client::{Reply, Request};
+use crate::client::{Call, Reply, Request};
 
 /// The health of one memcached server, from [`MemcachedLock::server_status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl MemcachedLock {
                 error: None,
                 protocol: server.protocol(),
             };
-            match server.execute(ctx, Request::Stats, true, None).await {
+            match server.call(ctx, Request::Stats, &Call::repeatable()).await {
                 Ok(executed) => {
                     if let Reply::Stats(pairs) = executed.reply {
                         status.evictions = pairs

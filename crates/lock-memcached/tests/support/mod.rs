@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use commons::{ConfigParams, Configurable, Context, Openable};
-use lock_core::Lock;
+use lock_core::{Lease, Lock};
 use lock_memcached::MemcachedLock;
 
 /// The lease ttl of tests that do not wait for an expiry: long enough to outlast the test's
@@ -101,6 +101,14 @@ pub(crate) fn raw_get(address: &str, key: &str) -> Option<String> {
         "raw mg {key}: {line}"
     );
     data
+}
+
+/// The lease of an acquire of `key` for [`TTL`], which must be free.
+pub(crate) async fn lease_of_free_key(lock: &MemcachedLock, ctx: &Context, key: &str) -> Lease {
+    lock.try_acquire_lease(ctx, key, TTL)
+        .await
+        .expect("acquire")
+        .unwrap_or_else(|| panic!("{key} is not free"))
 }
 
 /// Tries `tries` times, 100 ms apart (the wait first), until `lock` takes `key`: the way to

@@ -25,7 +25,7 @@ pub(crate) fn command_name(req: &Request) -> &'static str {
             mode: SetMode::Cas(_),
             ..
         } => "cas+gets",
-        Request::Acquire { .. } => "add+gets+incr",
+        Request::Acquire(_) => "add+gets+incr",
         Request::Delete { .. } => "cas (delete)",
         Request::Get { .. } => "gets",
         Request::Noop => "mn",
@@ -207,18 +207,12 @@ pub(crate) async fn run(conn: &mut ClassicConn, req: &Request) -> Result<Reply, 
             mode: SetMode::Add,
             ttl_secs,
         } => add_confirmed(conn, key, data, *ttl_secs).await,
-        Request::Acquire {
-            key,
-            data,
-            ttl_secs,
-            counter,
-            initial,
-        } => {
-            let stored = add_confirmed(conn, key, data, *ttl_secs).await?;
+        Request::Acquire(a) => {
+            let stored = add_confirmed(conn, &a.key, &a.data, a.ttl_secs).await?;
             // The counter is only advanced for an acquisition that holds the lock (it costs
             // round trips here, unlike in the meta pipeline).
             let counter = if matches!(stored, Reply::Hd(_)) {
-                match advance(conn, counter, *initial).await {
+                match advance(conn, &a.counter, a.initial).await {
                     Ok(value) => value,
                     Err(Failure::Server(reply)) => reply,
                     // The lock is held but the connection failed: the caller cleans up.

@@ -11,7 +11,7 @@ use crate::client::test_support::{
     MetaServer as Server, add, ctx, get, key, lock_cycle, opts, peer, start,
 };
 use crate::client::{
-    ClientOptions, Cluster, Endpoint, KeyDistribution as Distribution, ProtocolMode, Reply,
+    Call, ClientOptions, Cluster, Endpoint, KeyDistribution as Distribution, ProtocolMode, Reply,
     Request, SetMode, WireKey,
 };
 
@@ -25,7 +25,7 @@ async fn run(server: &Server, req: Request) -> Reply {
 
 async fn run_endpoint(endpoint: &Endpoint, req: Request) -> Reply {
     endpoint
-        .execute(&ctx(), req, true, None)
+        .call(&ctx(), req, &Call::repeatable())
         .await
         .expect("request failed")
         .reply
