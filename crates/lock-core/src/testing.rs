@@ -171,6 +171,9 @@ pub struct SuiteConfig {
     /// Extra slack allowed on top of the expected duration of timed steps (for slow CI
     /// machines); never used to make a lock look held when it should be free.
     pub slack: Duration,
+    /// The longest ttl the backend takes (quorum mode caps ttls), if it caps them: the cases
+    /// that want a ttl "long enough never to expire" use at most this.
+    pub max_ttl: Option<Duration>,
 }
 
 impl Default for SuiteConfig {
@@ -185,6 +188,7 @@ impl Default for SuiteConfig {
             mutual_exclusion_keys: 3,
             mutual_exclusion_rounds: 5,
             slack: Duration::from_millis(1500),
+            max_ttl: None,
         }
     }
 }
@@ -203,6 +207,12 @@ impl SuiteConfig {
     /// These settings with [`SuiteConfig::supports_fencing`] set.
     pub fn with_fencing(mut self, supports_fencing: bool) -> Self {
         self.supports_fencing = supports_fencing;
+        self
+    }
+
+    /// These settings with [`SuiteConfig::max_ttl`] set.
+    pub fn with_max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = Some(max_ttl);
         self
     }
 
@@ -231,6 +241,11 @@ impl SuiteConfig {
     /// A ttl that expires soon but is certainly still running right after acquiring.
     fn short_ttl(&self) -> Duration {
         (self.ttl_granularity * 2).max(Duration::from_millis(300))
+    }
+
+    /// A ttl long enough that no case waits for it (within the backend's cap).
+    fn long_ttl(&self) -> Duration {
+        self.max_ttl.map_or(LONG_TTL, |max| max.min(LONG_TTL))
     }
 
     /// How long to wait until a lock taken with `ttl` is certainly expired.
@@ -333,7 +348,7 @@ impl Case {
 
 /// The original fixture `lock_1`: try true, try false (same owner: not reentrant; and
 /// another owner), release, try true.
-pub async fn try_acquire_is_exclusive_and_not_reentrant<F, Fut>(make_owner: F, _config: SuiteConfig)
+pub async fn try_acquire_is_exclusive_and_not_reentrant<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
@@ -343,20 +358,20 @@ where
     let a = make_owner().await;
     let b = make_owner().await;
     assert!(
-        c.try_lock("first try", &a, LONG_TTL).await,
+        c.try_lock("first try", &a, config.long_ttl()).await,
         "{case}: the first try on a free key must succeed"
     );
     assert!(
-        !c.try_lock("second try", &a, LONG_TTL).await,
+        !c.try_lock("second try", &a, config.long_ttl()).await,
         "{case}: a second try by the same owner must be false (locks are not reentrant)"
     );
     assert!(
-        !c.try_lock("other owner's try", &b, LONG_TTL).await,
+        !c.try_lock("other owner's try", &b, config.long_ttl()).await,
         "{case}: another owner must not get a held lock"
     );
     c.release_lock("release", &a).await;
     assert!(
-        c.try_lock("try after release", &a, LONG_TTL).await,
+        c.try_lock("try after release", &a, config.long_ttl()).await,
         "{case}: the key must be free after release"
     );
     c.release_lock("cleanup", &a).await;
@@ -395,7 +410,7 @@ where
 
 /// The original fixture `lock_3`: try, release, release again (idempotent); releasing a
 /// key never taken succeeds too.
-pub async fn release_is_idempotent<F, Fut>(make_owner: F, _config: SuiteConfig)
+pub async fn release_is_idempotent<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
@@ -404,7 +419,7 @@ where
     let case = c.name;
     let a = make_owner().await;
     assert!(
-        c.try_lock("try", &a, LONG_TTL).await,
+        c.try_lock("try", &a, config.long_ttl()).await,
         "{case}: the key is free"
     );
     c.release_lock("release", &a).await;
@@ -421,7 +436,7 @@ where
 }
 
 /// A zero ttl and an empty key are bad-request errors and take nothing.
-pub async fn bad_input_is_rejected_and_takes_nothing<F, Fut>(make_owner: F, _config: SuiteConfig)
+pub async fn bad_input_is_rejected_and_takes_nothing<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
@@ -431,7 +446,7 @@ where
     let a = make_owner().await;
     let bad_requests = [
         ("zero ttl", c.key.as_str(), Duration::ZERO),
-        ("empty key", "", LONG_TTL),
+        ("empty key", "", config.long_ttl()),
     ];
     for (what, key, ttl) in bad_requests {
         let err = a
@@ -469,7 +484,7 @@ where
     );
     tokio::time::sleep(config.expiry_wait(ttl)).await;
     assert!(
-        c.try_lock("try after ttl", &b, LONG_TTL).await,
+        c.try_lock("try after ttl", &b, config.long_ttl()).await,
         "{case}: the lock must be free after its ttl ({ttl:?})"
     );
     c.release_lock("cleanup", &b).await;
@@ -492,7 +507,7 @@ where
         .unwrap_or_else(|| panic!("{case}: the key must be free"));
     tokio::time::sleep(config.expiry_wait(ttl)).await;
     let newer = c
-        .try_lease("try after ttl", &a, LONG_TTL)
+        .try_lease("try after ttl", &a, config.long_ttl())
         .await
         .unwrap_or_else(|| panic!("{case}: the key must be free after its ttl"));
     assert_ne!(old.token, newer.token, "{case}: tokens are per acquisition");
@@ -522,7 +537,7 @@ where
     let a = make_owner().await;
     let b = make_owner().await;
     let first = c
-        .try_lease("try", &a, LONG_TTL)
+        .try_lease("try", &a, config.long_ttl())
         .await
         .unwrap_or_else(|| panic!("{case}: the key is free"));
     assert_eq!(first.key, c.key, "{case}: lease key");
@@ -533,7 +548,7 @@ where
     );
     c.release_lock("other release_lock", &b).await;
     assert!(
-        !c.try_lock("other try", &b, LONG_TTL).await,
+        !c.try_lock("other try", &b, config.long_ttl()).await,
         "{case}: another owner's release must not free the lock"
     );
     assert!(
@@ -541,7 +556,7 @@ where
         "{case}: the holder's release must report true"
     );
     let second = c
-        .try_lease("try after release", &b, LONG_TTL)
+        .try_lease("try after release", &b, config.long_ttl())
         .await
         .unwrap_or_else(|| panic!("{case}: the key must be free after the holder's release"));
     assert_ne!(
@@ -563,7 +578,7 @@ where
 }
 
 /// Another owner cannot extend a held lock, and its attempt changes nothing.
-pub async fn only_the_holder_can_extend<F, Fut>(make_owner: F, _config: SuiteConfig)
+pub async fn only_the_holder_can_extend<F, Fut>(make_owner: F, config: SuiteConfig)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Lock>>,
@@ -573,20 +588,24 @@ where
     let a = make_owner().await;
     let b = make_owner().await;
     assert!(
-        !c.extend_lock("extend free key", &b, LONG_TTL).await,
+        !c.extend_lock("extend free key", &b, config.long_ttl())
+            .await,
         "{case}: extending a free key must be false"
     );
     assert!(
-        c.try_lock("try", &a, LONG_TTL).await,
+        c.try_lock("try", &a, config.long_ttl()).await,
         "{case}: the key is free"
     );
     assert!(
-        c.ok("extend", b.extend_lease(&c.ctx, &c.key, LONG_TTL).await)
-            .is_none(),
+        c.ok(
+            "extend",
+            b.extend_lease(&c.ctx, &c.key, config.long_ttl()).await
+        )
+        .is_none(),
         "{case}: another owner must not extend the lock"
     );
     assert!(
-        c.extend_lock("holder extend", &a, LONG_TTL).await,
+        c.extend_lock("holder extend", &a, config.long_ttl()).await,
         "{case}: the holder's extend must succeed"
     );
     assert!(
@@ -610,7 +629,7 @@ where
     assert!(c.try_lock("try", &a, ttl).await, "{case}: the key is free");
     tokio::time::sleep(config.expiry_wait(ttl)).await;
     assert!(
-        c.try_lock("b try", &b, LONG_TTL).await,
+        c.try_lock("b try", &b, config.long_ttl()).await,
         "{case}: the key must be free after the ttl"
     );
     assert!(
@@ -618,11 +637,11 @@ where
         "{case}: the stale holder's release must report false"
     );
     assert!(
-        !c.extend_lock("stale extend", &a, LONG_TTL).await,
+        !c.extend_lock("stale extend", &a, config.long_ttl()).await,
         "{case}: the stale holder must not extend the new lock"
     );
     assert!(
-        !c.try_lock("third owner's try", &d, LONG_TTL).await,
+        !c.try_lock("third owner's try", &d, config.long_ttl()).await,
         "{case}: the stale release must not free the next holder's lock"
     );
     let info = c.inspect("inspect", &b).await;
@@ -652,7 +671,10 @@ where
         .await
         .unwrap_or_else(|| panic!("{case}: the key is free"));
     let extended = c
-        .ok("extend", a.extend_lease(&c.ctx, &c.key, LONG_TTL).await)
+        .ok(
+            "extend",
+            a.extend_lease(&c.ctx, &c.key, config.long_ttl()).await,
+        )
         .unwrap_or_else(|| panic!("{case}: the holder's extend must succeed"));
     assert_eq!(extended.key, c.key, "{case}: lease key");
     assert!(
@@ -661,7 +683,7 @@ where
     );
     tokio::time::sleep(config.expiry_wait(ttl)).await;
     assert!(
-        !c.try_lock("other try", &b, LONG_TTL).await,
+        !c.try_lock("other try", &b, config.long_ttl()).await,
         "{case}: the extended lock must outlive its first ttl"
     );
     assert!(c.release_owned("release", &a).await, "{case}: still ours");
@@ -688,7 +710,7 @@ where
         "{case}: a fresh key must be free: {info:?}"
     );
     assert!(
-        c.try_lock("try", &a, LONG_TTL).await,
+        c.try_lock("try", &a, config.long_ttl()).await,
         "{case}: the key is free"
     );
     let mine = c.inspect("by holder", &a).await;
@@ -698,8 +720,9 @@ where
     );
     if let Some(left) = mine.remaining_ttl {
         assert!(
-            left > Duration::ZERO && left <= LONG_TTL + config.ttl_granularity,
-            "{case}: remaining ttl {left:?} for a ttl of {LONG_TTL:?}"
+            left > Duration::ZERO && left <= config.long_ttl() + config.ttl_granularity,
+            "{case}: remaining ttl {left:?} for a ttl of {:?}",
+            config.long_ttl()
         );
     }
     let theirs = c.inspect("by other", &b).await;
@@ -742,12 +765,12 @@ where
         "{case}: renewals must move the deadline"
     );
     assert!(
-        !c.try_lock("other try", &b, LONG_TTL).await,
+        !c.try_lock("other try", &b, config.long_ttl()).await,
         "{case}: the renewed lock must outlive its first ttl"
     );
     assert!(c.ok("release", guard.release().await), "{case}: released");
     assert!(
-        c.try_lock("try after", &b, LONG_TTL).await,
+        c.try_lock("try after", &b, config.long_ttl()).await,
         "{case}: the key must be free after the guard's release"
     );
     c.release_lock("cleanup", &b).await;
@@ -777,7 +800,7 @@ pub async fn guard_signals_loss_and_spares_the_next_holder<F, Fut>(
         "{case}: the guard's lock must release"
     );
     assert!(
-        c.try_lock("b try", &b, LONG_TTL).await,
+        c.try_lock("b try", &b, config.long_ttl()).await,
         "{case}: the key must be free after the release"
     );
     let limit = guard.renew_interval() + config.slack;
@@ -812,12 +835,12 @@ pub async fn acquire_waits_for_a_release_within_its_timeout<F, Fut>(
     let a = make_owner().await;
     let b = make_owner().await;
     assert!(
-        c.try_lock("try", &a, LONG_TTL).await,
+        c.try_lock("try", &a, config.long_ttl()).await,
         "{case}: the key is free"
     );
 
     let err = b
-        .acquire_lease(ctx, key, LONG_TTL, Duration::ZERO)
+        .acquire_lease(ctx, key, config.long_ttl(), Duration::ZERO)
         .await
         .expect_err(
             "acquire_waits_for_a_release_within_its_timeout: zero timeout on a held key must fail",
@@ -831,7 +854,7 @@ pub async fn acquire_waits_for_a_release_within_its_timeout<F, Fut>(
     let timeout = Duration::from_millis(600);
     let start = Instant::now();
     let err = b
-        .acquire_lease(ctx, key, LONG_TTL, timeout)
+        .acquire_lease(ctx, key, config.long_ttl(), timeout)
         .await
         .expect_err("acquire_waits_for_a_release_within_its_timeout: held key must fail");
     c.assert_waited(start.elapsed(), timeout, &config);
@@ -849,7 +872,7 @@ pub async fn acquire_waits_for_a_release_within_its_timeout<F, Fut>(
     let start = Instant::now();
     let lease = c.ok(
         "acquire must succeed once the holder releases",
-        b.acquire_lease(ctx, key, LONG_TTL, long).await,
+        b.acquire_lease(ctx, key, config.long_ttl(), long).await,
     );
     assert!(
         start.elapsed() < long,
@@ -891,13 +914,14 @@ where
             let (fencing, entries) = (fencing.clone(), entries.clone());
             let rounds = config.mutual_exclusion_rounds;
             let check_fencing = config.supports_fencing;
+            let long_ttl = config.long_ttl();
             tasks.spawn(async move {
                 let ctx = Context::with_trace_id(format!("{case}-{owner_no}-{task_no}"));
                 for round in 0..rounds {
                     let k = (owner_no + task_no + round) % keys.len();
                     let key = &keys[k];
                     let lease = owner
-                        .acquire_lease(&ctx, key, LONG_TTL, Duration::from_secs(20))
+                        .acquire_lease(&ctx, key, long_ttl, Duration::from_secs(20))
                         .await
                         .unwrap_or_else(|e| panic!("{case}: acquire {key}: {e}"));
                     assert!(

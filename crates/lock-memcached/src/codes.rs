@@ -13,3 +13,11 @@ pub const VALUE_TOO_LARGE: &str = "VALUE_TOO_LARGE";
 /// The server restarted (or is another boot than the one a lease was taken from); the
 /// CAS-checked request of that lease was not sent, and the lease is lost.
 pub const SERVER_RESTARTED: &str = "SERVER_RESTARTED";
+
+/// Quorum mode: no majority of the servers (outside quarantine) could be reached; the error
+/// names each server and what it answered.
+pub const NO_QUORUM: &str = "NO_QUORUM";
+
+/// Quorum mode: a majority granted the lock, but by then its validity was used up (the
+/// servers answered too slowly for the ttl); what was granted has been released.
+pub const VALIDITY_USED_UP: &str = "VALIDITY_USED_UP";

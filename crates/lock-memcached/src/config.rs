@@ -52,6 +52,30 @@ pub struct MemcachedLockConfig {
     pub distribution: KeyDistribution,
     /// `options.protocol` (`auto`): `auto`, `meta` or `classic`.
     pub protocol: ProtocolMode,
+    /// `options.mode` (`sharded`): `sharded` (each key on one server) or `quorum` (each key on
+    /// every server, held while a majority holds it; at least 3 servers).
+    pub mode: LockMode,
+    /// `options.max_ttl` (60000 ms; quorum mode only): the longest ttl a quorum lock takes.
+    /// Every client of one quorum must use the same value (the quarantine rests on it).
+    pub max_ttl: Duration,
+    /// `options.quarantine` (`max_ttl`; quorum mode only, at least `max_ttl`): a server whose
+    /// memory is younger than this (restarted, flushed, or its boot marker evicted) does not
+    /// count towards a majority.
+    pub quarantine: Duration,
+    /// `options.drift` (2 ms; quorum mode only): added to 1 % of the ttl, the clock drift a
+    /// quorum lease's validity allows for.
+    pub drift: Duration,
+}
+
+/// How keys map to servers (`options.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockMode {
+    /// Each key lives on one server, chosen by `options.distribution`.
+    Sharded,
+    /// Each key lives on every server; a lock is granted and kept while a majority of the
+    /// servers (not in quarantine) hold it.
+    Quorum,
 }
 
 impl Default for MemcachedLockConfig {
@@ -74,6 +98,10 @@ impl Default for MemcachedLockConfig {
             base64_keys: false,
             distribution: KeyDistribution::Ketama,
             protocol: ProtocolMode::Auto,
+            mode: LockMode::Sharded,
+            max_ttl: Duration::from_millis(60_000),
+            quarantine: Duration::from_millis(60_000),
+            drift: Duration::from_millis(2),
         }
     }
 }
@@ -100,6 +128,10 @@ const KNOWN_OPTIONS: &[&str] = &[
     "base64_keys",
     "distribution",
     "protocol",
+    "mode",
+    "max_ttl",
+    "quarantine",
+    "drift",
 ];
 
 impl MemcachedLockConfig {
@@ -200,6 +232,36 @@ impl MemcachedLockConfig {
                 ));
             }
         };
+        let mode = match config.get("options.mode").map(str::trim) {
+            None => d.mode,
+            Some(v) if v.eq_ignore_ascii_case("sharded") => LockMode::Sharded,
+            Some(v) if v.eq_ignore_ascii_case("quorum") => LockMode::Quorum,
+            Some(v) => {
+                return Err(Error::bad_config_value(
+                    "options.mode",
+                    v,
+                    "sharded or quorum",
+                ));
+            }
+        };
+        let max_ttl = ms("max_ttl", d.max_ttl)?;
+        if max_ttl < Duration::from_secs(2) || max_ttl.as_secs() > MAX_EXPIRATION_SECS {
+            return Err(Error::bad_config_value(
+                "options.max_ttl",
+                &max_ttl.as_millis().to_string(),
+                "from 2000 ms (memcached trusts a ttl for one second less than asked) to 30 days",
+            ));
+        }
+        let quarantine = ms("quarantine", max_ttl)?;
+        if quarantine < max_ttl {
+            return Err(Error::bad_config_value(
+                "options.quarantine",
+                &quarantine.as_millis().to_string(),
+                "at least options.max_ttl: a restarted server must not count before every lock it \
+                 held has expired",
+            ));
+        }
+        let drift = ms("drift", d.drift)?;
         let key_prefix = config
             .get("options.key_prefix")
             .unwrap_or_default()
@@ -234,6 +296,10 @@ impl MemcachedLockConfig {
                 .unwrap_or(d.base64_keys),
             distribution,
             protocol,
+            mode,
+            max_ttl,
+            quarantine,
+            drift,
         })
     }
 

@@ -1,6 +1,7 @@
-//! The lock-core conformance suite, run by `MemcachedLock` against a real memcached, once in
-//! each protocol mode: `meta` (`ms`/`md`/`mg`, the default on memcached >= 1.6.13) and
-//! `classic` (`add` + `gets`, `cas`, for older servers).
+//! The lock-core conformance suite, run by `MemcachedLock` against real memcached servers:
+//! once in each protocol mode, `meta` (`ms`/`md`/`mg`, the default on memcached >= 1.6.13) and
+//! `classic` (`add` + `gets`, `cas`, for older servers), and once in quorum mode over three
+//! servers.
 //!
 //! Each test spawns its own server through the testkit, or uses the server named by
 //! `MEMCACHED_SERVICE_HOST` / `MEMCACHED_SERVICE_PORT` when set (the originals' fixture
@@ -9,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use commons::{ConfigParams, Configurable, Context, Openable};
 use lock_core::Lock;
@@ -38,10 +40,54 @@ fn owners(protocol: &'static str) -> impl Fn() -> OwnerFuture + Send + Sync + Cl
     }
 }
 
+/// The longest ttl and the quarantine of the quorum suite: the cases' long ttls are capped to
+/// it, and the servers (spawned for the case) are first left to age past the quarantine, as
+/// a client enforces it for every server it cannot tell apart from a restarted one.
+const QUORUM_MAX_TTL: Duration = Duration::from_secs(6);
+
+/// Owners of one quorum of three servers spawned for the case (`options.mode=quorum`). The
+/// first owner waits until the servers' memory, as the lock can vouch for it (from when the
+/// first client wrote their boot markers), is older than the quarantine.
+fn quorum_owners() -> impl Fn() -> OwnerFuture + Send + Sync + Clone + 'static {
+    let servers: Arc<Vec<memcached_testkit::MemcachedServer>> = Arc::new(
+        (0..3)
+            .map(|_| memcached_testkit::MemcachedServer::start().expect("memcached"))
+            .collect(),
+    );
+    let aged = Arc::new(tokio::sync::OnceCell::new());
+    move || {
+        let hosts: Vec<String> = servers.iter().map(|s| s.address()).collect();
+        let limit = QUORUM_MAX_TTL.as_millis().to_string();
+        let config = ConfigParams::from_tuples([
+            ("connection.uri", format!("memcached://{}", hosts.join(","))),
+            ("options.mode", "quorum".to_string()),
+            ("options.max_ttl", limit.clone()),
+            ("options.quarantine", limit),
+        ]);
+        let (servers, aged) = (servers.clone(), aged.clone());
+        Box::pin(async move {
+            let _keep = servers;
+            let lock = MemcachedLock::new();
+            lock.configure(&config).expect("configure");
+            lock.open(&Context::new()).await.expect("open");
+            aged.get_or_init(|| async {
+                tokio::time::sleep(QUORUM_MAX_TTL + Duration::from_millis(200)).await;
+            })
+            .await;
+            Arc::new(lock) as Arc<dyn Lock>
+        })
+    }
+}
+
 fn suite_config() -> SuiteConfig {
-    // MemcachedLock hands out fencing tokens (boot epoch and CAS): check that they grow.
+    // MemcachedLock hands out fencing tokens (a per-key counter): check that they grow.
     SuiteConfig::one_second_granularity().with_fencing(true)
 }
 
 lock_core::conformance_tests!(mod meta, owners: owners("meta"), config: suite_config());
 lock_core::conformance_tests!(mod classic, owners: owners("classic"), config: suite_config());
+lock_core::conformance_tests!(
+    mod quorum,
+    owners: quorum_owners(),
+    config: suite_config().with_max_ttl(QUORUM_MAX_TTL)
+);

@@ -82,6 +82,8 @@ pub(crate) enum Request {
     },
     /// An acquire and its fencing counter in one round trip (see [`AcquireRequest`]).
     Acquire(AcquireRequest),
+    /// `ma <counter> D<by> v O<opaque>`: raises an existing counter (never creates one).
+    Raise { counter: WireKey, by: u64 },
     /// `md <key> [b] C<cas> O<opaque>`.
     Delete { key: WireKey, cas: u64 },
     /// `mg <key> [b] v c t O<opaque>`.
@@ -113,6 +115,7 @@ impl Request {
     pub(crate) fn key(&self) -> Option<&WireKey> {
         match self {
             Request::Acquire(a) => Some(&a.key),
+            Request::Raise { counter, .. } => Some(counter),
             Request::Set { key, .. } | Request::Delete { key, .. } | Request::Get { key } => {
                 Some(key)
             }
@@ -125,6 +128,7 @@ impl Request {
         match self {
             Request::Set { .. } => ReplyShape::Set { opaque },
             Request::Acquire(_) => ReplyShape::Acquire { opaque },
+            Request::Raise { .. } => ReplyShape::Count { opaque },
             Request::Delete { .. } => ReplyShape::Delete { opaque },
             Request::Get { .. } => ReplyShape::Get { opaque },
             Request::Noop => ReplyShape::Noop,
@@ -138,6 +142,7 @@ impl Request {
         match self {
             Request::Set { .. } => "ms",
             Request::Acquire(_) => "ms+ma",
+            Request::Raise { .. } => "ma",
             Request::Delete { .. } => "md",
             Request::Get { .. } => "mg",
             Request::Noop => "mn",
@@ -163,6 +168,15 @@ impl Request {
                 // N0: created never expiring; J: its first value.
                 buf.extend_from_slice(b" N0 J");
                 push_decimal(buf, a.initial);
+                buf.extend_from_slice(b" v O");
+                push_decimal(buf, u64::from(opaque));
+                buf.extend_from_slice(b"\r\n");
+            }
+            Request::Raise { counter, by } => {
+                key_token(buf, b"ma", counter);
+                base64_flag(buf, counter);
+                buf.extend_from_slice(b" D");
+                push_decimal(buf, *by);
                 buf.extend_from_slice(b" v O");
                 push_decimal(buf, u64::from(opaque));
                 buf.extend_from_slice(b"\r\n");

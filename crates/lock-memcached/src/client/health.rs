@@ -19,6 +19,8 @@ struct Failures {
 #[derive(Debug, Default)]
 struct Observed {
     identity: Option<ServerIdentity>,
+    /// When the observed boot's memory came to be, by this process's clock.
+    born: Option<Instant>,
     version: Option<String>,
     evictions: Option<u64>,
 }
@@ -70,11 +72,33 @@ impl ServerHealth {
         self.identity_changes.load(Ordering::Relaxed)
     }
 
+    /// How long the boot `identity` has existed, if it is the one observed last.
+    pub(crate) fn boot_age(&self, identity: ServerIdentity) -> Option<Duration> {
+        let observed = lock(&self.observed);
+        if observed.identity != Some(identity) {
+            return None;
+        }
+        observed.born.map(|born| born.elapsed())
+    }
+
     /// Records what a probe of a new connection found.
-    pub(crate) fn observe(&self, identity: ServerIdentity, version: &str, evictions: Option<u64>) {
+    pub(crate) fn observe(
+        &self,
+        identity: ServerIdentity,
+        version: &str,
+        evictions: Option<u64>,
+        boot_age: Option<Duration>,
+    ) {
         let mut observed = lock(&self.observed);
         if observed.identity.is_some_and(|old| old != identity) {
             self.identity_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        // The earliest estimate wins for one boot: later probes only confirm it.
+        let born = boot_age.and_then(|age| Instant::now().checked_sub(age));
+        if observed.identity != Some(identity) || observed.born.is_none() {
+            observed.born = born;
+        } else if let (Some(known), Some(new)) = (observed.born, born) {
+            observed.born = Some(known.min(new));
         }
         observed.identity = Some(identity);
         observed.version = Some(version.to_string());

@@ -1,6 +1,8 @@
 //! Which server, and which boot of it, a connection talks to: learned by probing every new
 //! connection with `version` and `stats`. Shared by both transports.
 
+use std::time::Duration;
+
 use commons::{Error, ErrorKind};
 
 use super::codec::{Reply, parse_version};
@@ -22,9 +24,19 @@ pub(crate) fn supports_meta(version: &str) -> bool {
 /// backend all show up as a different (or missing, then new) value.
 pub(crate) const BOOT_MARKER_KEY: &[u8] = b"pip-locks:boot";
 
-/// A fresh marker to offer (`add`) when a connection finds none.
+/// A fresh marker to offer (`add`) when a connection finds none: 16 random hex digits, then
+/// when it was written (Unix milliseconds), so every client can tell how long the server's
+/// memory has been what it is (a `flush_all` or an eviction of the marker empties it as a
+/// restart does, without resetting `uptime`).
 pub(crate) fn new_boot_marker() -> Vec<u8> {
-    format!("{:016x}", rand::random::<u64>()).into_bytes()
+    format!("{:016x}-{}", rand::random::<u64>(), unix_millis()).into_bytes()
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Which boot of a server a connection talks to. CAS values restart from 1 when memcached
@@ -60,6 +72,9 @@ pub(crate) struct Probe {
     pub(crate) evictions: Option<u64>,
     /// Every `stats` pair, for `server_status`.
     pub(crate) stats: Vec<(String, String)>,
+    /// How long this boot's memory has existed, at the probe: the shorter of `uptime` and the
+    /// age of the boot marker (when its writer recorded the time).
+    pub(crate) boot_age: Option<Duration>,
 }
 
 impl Probe {
@@ -94,8 +109,8 @@ impl Probe {
             .map_err(|_| protocol_error(address, "stats pid out of range"))?;
         let boot_epoch = number("time")? - number("uptime")?;
         let evictions = get("evictions").and_then(|v| v.parse().ok());
-        let boot_marker = match marker {
-            Reply::Va { data, .. } => marker_number(&data),
+        let (boot_marker, marker_age) = match marker {
+            Reply::Va { data, .. } => (marker_number(&data), marker_age(&data)),
             Reply::En => {
                 return Err(protocol_error(
                     address,
@@ -104,7 +119,15 @@ impl Probe {
             }
             other => return Err(reply_error(address, &other, "mg pip-locks:boot")),
         };
+        let uptime = u64::try_from(number("uptime")?)
+            .ok()
+            .map(Duration::from_secs);
+        let boot_age = match (uptime, marker_age) {
+            (Some(u), Some(m)) => Some(u.min(m)),
+            (u, m) => u.or(m),
+        };
         Ok(Probe {
+            boot_age,
             version,
             identity: ServerIdentity {
                 pid,
@@ -134,11 +157,24 @@ pub(crate) fn restarted(
     .with_detail("server", address)
 }
 
-/// The marker as a number: the 16 hex digits this crate writes, or (for a value some other
-/// writer left) a digest of its bytes, so any value still identifies one boot.
+/// How long ago the marker was written, when its writer recorded the time.
+fn marker_age(data: &[u8]) -> Option<Duration> {
+    let written: u64 = std::str::from_utf8(data)
+        .ok()?
+        .split_once('-')?
+        .1
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(unix_millis().saturating_sub(written)))
+}
+
+/// The marker as a number: the 16 hex digits this crate writes (before the time), or (for a
+/// value some other writer left) a digest of its bytes, so any value still identifies one
+/// boot.
 fn marker_number(data: &[u8]) -> u64 {
-    if data.len() == 16
-        && let Some(n) = std::str::from_utf8(data)
+    let digits = data.split(|&b| b == b'-').next().unwrap_or(data);
+    if digits.len() == 16
+        && let Some(n) = std::str::from_utf8(digits)
             .ok()
             .and_then(|t| u64::from_str_radix(t, 16).ok())
     {

@@ -43,4 +43,4 @@ pub(crate) use late::{Late, LateReceiver, late_channel};
 pub(crate) use options::ClientOptions;
 pub use options::ProtocolMode;
 pub use selector::KeyDistribution;
-pub(crate) use server::Call;
+pub(crate) use server::{Call, Executed};

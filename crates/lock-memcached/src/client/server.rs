@@ -287,8 +287,12 @@ impl<T: Transport> Server<T> {
 
     fn observe(&self, probe: Option<Probe>) {
         if let Some(probe) = probe {
-            self.health
-                .observe(probe.identity, &probe.version, probe.evictions);
+            self.health.observe(
+                probe.identity,
+                &probe.version,
+                probe.evictions,
+                probe.boot_age,
+            );
         }
     }
 

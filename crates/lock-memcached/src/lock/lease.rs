@@ -78,10 +78,6 @@ impl HeldLease {
         }
     }
 
-    pub(super) fn same_acquisition(&self, value: &Arc<[u8]>) -> bool {
-        Arc::ptr_eq(&self.value, value)
-    }
-
     /// The record after the item's ttl was set to `secs` (asked as `ttl`) by a request sent
     /// at `started`, under the new `cas`.
     pub(super) fn renewed(&self, cas: u64, ttl: Duration, secs: u32, started: Instant) -> Self {
@@ -115,10 +111,41 @@ impl HeldLease {
 /// nothing, enough that unrelated keys rarely wait for each other.
 const EXTEND_STRIPES: usize = 64;
 
+/// What the lease table needs to know of a record (a single-server lease, or a quorum lease).
+pub(super) trait Record: Clone {
+    /// The stored value, carrying the acquisition's token; the `Arc` identifies the
+    /// acquisition.
+    fn stored(&self) -> &Arc<[u8]>;
+    /// When the item(s) have certainly expired on the server(s).
+    fn gone_by(&self) -> Instant;
+    /// Whether the lease is still trusted.
+    fn is_valid(&self) -> bool;
+    /// Whether the acquisition is known to have stored its item (not only sent).
+    fn is_confirmed(&self) -> bool;
+}
+
+impl Record for HeldLease {
+    fn stored(&self) -> &Arc<[u8]> {
+        &self.value
+    }
+
+    fn gone_by(&self) -> Instant {
+        self.gone_by
+    }
+
+    fn is_valid(&self) -> bool {
+        HeldLease::is_valid(self)
+    }
+
+    fn is_confirmed(&self) -> bool {
+        self.cas.is_some()
+    }
+}
+
 /// The leases of one instance, by caller key.
 #[derive(Debug)]
-pub(super) struct LeaseTable {
-    leases: DashMap<String, HeldLease>,
+pub(super) struct LeaseTable<R = HeldLease> {
+    leases: DashMap<String, R>,
     /// Acquires in flight, each holding a place under `options.max_size` until it ends.
     pending: AtomicUsize,
     /// Extends of one key by this instance run one at a time: two at once would each move
@@ -126,7 +153,7 @@ pub(super) struct LeaseTable {
     extending: Box<[tokio::sync::Mutex<()>]>,
 }
 
-impl Default for LeaseTable {
+impl<R> Default for LeaseTable<R> {
     fn default() -> Self {
         LeaseTable {
             leases: DashMap::new(),
@@ -151,13 +178,13 @@ impl Drop for Place<'_> {
     }
 }
 
-impl LeaseTable {
+impl<R: Record> LeaseTable<R> {
     /// Records of acquisitions known to have stored their item.
     pub(super) fn confirmed_count(&self) -> usize {
-        self.leases.iter().filter(|h| h.cas.is_some()).count()
+        self.leases.iter().filter(|h| h.is_confirmed()).count()
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<HeldLease> {
+    pub(super) fn get(&self, key: &str) -> Option<R> {
         self.leases.get(key).map(|h| h.clone())
     }
 
@@ -170,7 +197,7 @@ impl LeaseTable {
     pub(super) fn holds_value(&self, key: &str, data: &[u8]) -> bool {
         self.leases
             .get(key)
-            .is_some_and(|h| h.value.as_ref() == data)
+            .is_some_and(|h| h.stored().as_ref() == data)
     }
 
     /// A place for an acquire of `key`, or `TOO_MANY_LOCKS` when `max_size` locks are held
@@ -193,7 +220,7 @@ impl LeaseTable {
             return Ok(place);
         }
         let now = Instant::now();
-        self.leases.retain(|_, h| h.gone_by > now);
+        self.leases.retain(|_, h| h.gone_by() > now);
         if fits(self.leases.len()) {
             return Ok(place);
         }
@@ -214,47 +241,48 @@ impl LeaseTable {
     }
 
     /// Records `held` unless the key already has a record (a newer acquisition keeps its own).
-    pub(super) fn insert_if_absent(&self, key: &str, held: HeldLease) {
+    pub(super) fn insert_if_absent(&self, key: &str, held: R) {
         self.leases.entry(key.to_string()).or_insert(held);
     }
 
-    pub(super) fn insert(&self, key: &str, held: HeldLease) {
+    pub(super) fn insert(&self, key: &str, held: R) {
         self.leases.insert(key.to_string(), held);
     }
 
     /// Puts back a record taken out for a release that failed, unless a new acquisition
     /// replaced it meanwhile.
-    pub(super) fn restore(&self, key: &str, held: HeldLease) {
+    pub(super) fn restore(&self, key: &str, held: R) {
         self.leases.entry(key.to_string()).or_insert(held);
     }
 
     /// Replaces the record of the acquisition `held` (and only that one) with `renewed`.
-    pub(super) fn replace(&self, key: &str, held: &HeldLease, renewed: HeldLease) {
+    pub(super) fn replace(&self, key: &str, held: &R, renewed: R) {
         if let Some(mut entry) = self.leases.get_mut(key)
-            && entry.same_acquisition(&held.value)
+            && Arc::ptr_eq(entry.stored(), held.stored())
         {
             *entry = renewed;
         }
     }
 
     /// Takes out the record of `key`; with `token`, only when it is that acquisition's.
-    pub(super) fn take(&self, key: &str, token: Option<&str>) -> Option<HeldLease> {
+    pub(super) fn take(&self, key: &str, token: Option<&str>) -> Option<R> {
         match token {
             None => self.leases.remove(key),
             Some(token) => self
                 .leases
-                .remove_if(key, |_, h| LockValue::token(&h.value) == token),
+                .remove_if(key, |_, h| LockValue::token(h.stored()) == token),
         }
         .map(|(_, held)| held)
     }
 
     /// Forgets the acquisition whose value is `value` (a newer one of the key stays).
     pub(super) fn forget(&self, key: &str, value: &Arc<[u8]>) {
-        self.leases.remove_if(key, |_, h| h.same_acquisition(value));
+        self.leases
+            .remove_if(key, |_, h| Arc::ptr_eq(h.stored(), value));
     }
 
     /// Takes out every record (at close).
-    pub(super) fn drain(&self) -> Vec<HeldLease> {
+    pub(super) fn drain(&self) -> Vec<R> {
         let held = self.leases.iter().map(|e| e.value().clone()).collect();
         self.leases.clear();
         held

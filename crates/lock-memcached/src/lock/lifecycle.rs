@@ -3,6 +3,7 @@
 //! cannot do owner-checked locks (CAS disabled).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use commons::{
@@ -11,10 +12,11 @@ use commons::{
 };
 
 use super::errors::{cas_disabled, unexpected};
+use super::quorum::release_replicas;
 use super::release::delete_held;
 use super::{MemcachedLock, Opened, lock, read, write};
 use crate::client::{Call, Cluster, Endpoint, Request, SetMode, WireKey};
-use crate::config::MemcachedLockConfig;
+use crate::config::{LockMode, MemcachedLockConfig};
 use crate::value::new_token;
 
 /// memcached's port when a connection names none.
@@ -51,6 +53,20 @@ impl Openable for MemcachedLock {
         }
         let config = self.config();
         let opened = self.connect(ctx, &config).await?;
+        let quorum = config.mode == LockMode::Quorum;
+        if quorum && opened.cluster.servers().len() < 3 {
+            let n = opened.cluster.servers().len();
+            opened.cluster.close().await;
+            return Err(Error::new(
+                ErrorKind::Config,
+                codes::BAD_CONFIG,
+                format!(
+                    "options.mode=quorum needs at least 3 memcached servers (an odd number is best); {n} configured"
+                ),
+            )
+            .with_context(ctx));
+        }
+        self.quorum_mode.store(quorum, Ordering::Release);
         *write(&self.opened) = Some(Arc::new(opened));
         Ok(())
     }
@@ -64,9 +80,13 @@ impl Openable for MemcachedLock {
         // `options.timeout` bounds them all, so a dead server cannot stretch `close` to one
         // timeout per held lock; what is not released by then expires with its ttl.
         let held = self.leases.drain();
+        let quorum_held = self.quorum_leases.drain();
         let _ = tokio::time::timeout(opened.config.timeout, async {
             for h in &held {
                 let _ = delete_held(ctx, h).await;
+            }
+            for h in &quorum_held {
+                release_replicas(ctx, opened.cluster.servers(), h).await;
             }
         })
         .await;

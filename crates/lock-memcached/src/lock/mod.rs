@@ -8,6 +8,7 @@
 //! - [`release`]: `md C<cas>`;
 //! - [`inspect`]: `mg`, read only;
 //! - [`status`]: the servers' health, for operators;
+//! - [`quorum`]: the same operations when every key lives on every server;
 //! - [`lease`]: what is remembered of each held lock, and the ttl arithmetic;
 //! - [`errors`]: the lock layer's own errors.
 
@@ -19,10 +20,12 @@ mod fencing;
 mod inspect;
 mod lease;
 mod lifecycle;
+mod quorum;
 mod release;
 mod status;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -34,6 +37,7 @@ use crate::client::{Cluster, WireKey};
 use crate::config::MemcachedLockConfig;
 use crate::key::wire_key;
 use lease::{LeaseTable, ttl_secs};
+use quorum::QuorumHeld;
 pub use status::ServerStatus;
 
 /// The opened state: the cluster and what the hot path needs, behind one `Arc`.
@@ -80,6 +84,11 @@ pub struct MemcachedLock {
     opened: RwLock<Option<Arc<Opened>>>,
     open_in_progress: tokio::sync::Mutex<()>,
     leases: Arc<LeaseTable>,
+    /// The leases of quorum mode (`options.mode=quorum`).
+    quorum_leases: LeaseTable<QuorumHeld>,
+    /// Whether the lock was opened in quorum mode (read on every operation, so an atomic
+    /// rather than the configuration behind its lock).
+    quorum_mode: AtomicBool,
     waiters: LocalWaiters,
     holder: String,
 }
@@ -102,6 +111,8 @@ impl Default for MemcachedLock {
             opened: RwLock::new(None),
             open_in_progress: tokio::sync::Mutex::new(()),
             leases: Arc::new(LeaseTable::default()),
+            quorum_leases: LeaseTable::default(),
+            quorum_mode: AtomicBool::new(false),
             waiters: LocalWaiters::new(),
             holder: crate::value::holder_description(),
         }
@@ -161,6 +172,10 @@ impl MemcachedLock {
         Ok((opened, wire, secs))
     }
 
+    fn is_quorum(&self) -> bool {
+        self.quorum_mode.load(Ordering::Acquire)
+    }
+
     fn opened(&self, ctx: &Context) -> Result<Arc<Opened>> {
         read(&self.opened)
             .clone()
@@ -168,7 +183,8 @@ impl MemcachedLock {
     }
 }
 
-// Each operation lives in its own module; these only route to them.
+// Each operation lives in its own module; these only route to them (by the mode the lock
+// was opened in).
 #[async_trait]
 impl Lock for MemcachedLock {
     async fn try_acquire_lease(
@@ -177,6 +193,10 @@ impl Lock for MemcachedLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
+        if self.is_quorum() {
+            let held = self.quorum_acquire_once(ctx, key, ttl).await?;
+            return Ok(held.map(|held| held.to_lease(key)));
+        }
         Ok(self
             .acquire_once(ctx, key, ttl)
             .await?
@@ -185,11 +205,14 @@ impl Lock for MemcachedLock {
 
     // The plain calls skip building a `Lease` and one boxed future: they are the hot path.
     async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+        if self.is_quorum() {
+            return Ok(self.quorum_acquire_once(ctx, key, ttl).await?.is_some());
+        }
         Ok(self.acquire_once(ctx, key, ttl).await?.is_some())
     }
 
     async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
-        self.release_once(ctx, key, None).await.map(|_| ())
+        self.release_owned(ctx, key).await.map(|_| ())
     }
 
     async fn acquire_lease(
@@ -202,29 +225,46 @@ impl Lock for MemcachedLock {
         // No separate validation here: each attempt checks the key and ttl, and a bad one is a
         // non-retryable error that ends the retry loop at its first attempt.
         let policy = RetryPolicy::new(self.opened(ctx)?.config.retry_timeout);
+        // Attempts call the mode's own acquire, not the boxed `try_acquire_lease`.
         acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || async {
-            Ok(self
-                .acquire_once(ctx, key, ttl)
-                .await?
-                .map(|held| held.to_lease(key)))
+            if self.is_quorum() {
+                let held = self.quorum_acquire_once(ctx, key, ttl).await?;
+                return Ok(held.map(|held| held.to_lease(key)));
+            }
+            let held = self.acquire_once(ctx, key, ttl).await?;
+            Ok(held.map(|held| held.to_lease(key)))
         })
         .await
     }
 
     async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
+        if self.is_quorum() {
+            return self.quorum_release(ctx, key, None).await;
+        }
         self.release_once(ctx, key, None).await
     }
 
     async fn release_lease(&self, ctx: &Context, lease: &Lease) -> Result<bool> {
+        if self.is_quorum() {
+            return self
+                .quorum_release(ctx, &lease.key, Some(&lease.token))
+                .await;
+        }
         self.release_once(ctx, &lease.key, Some(&lease.token)).await
     }
 
     async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
+        if self.is_quorum() {
+            return self.quorum_extend(ctx, key, ttl).await;
+        }
         let (_, _, secs) = self.prepare(ctx, key, ttl)?;
         self.extend_held(ctx, key, (ttl, secs)).await
     }
 
     async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo> {
+        if self.is_quorum() {
+            return self.quorum_inspect(ctx, key).await;
+        }
         self.inspect_once(ctx, key).await
     }
 }

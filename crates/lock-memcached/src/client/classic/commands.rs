@@ -26,6 +26,7 @@ pub(crate) fn command_name(req: &Request) -> &'static str {
             ..
         } => "cas+gets",
         Request::Acquire(_) => "add+gets+incr",
+        Request::Raise { .. } => "incr",
         Request::Delete { .. } => "cas (delete)",
         Request::Get { .. } => "gets",
         Request::Noop => "mn",
@@ -207,6 +208,12 @@ pub(crate) async fn run(conn: &mut ClassicConn, req: &Request) -> Result<Reply, 
             mode: SetMode::Add,
             ttl_secs,
         } => add_confirmed(conn, key, data, *ttl_secs).await,
+        Request::Raise { counter, by } => match conn.proto.increment(counter.as_bytes(), *by).await
+        {
+            Ok(n) => Ok(Reply::Count(n)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Reply::Nf(MetaFlags::default())),
+            Err(e) => Err(Failure::from_io(e)),
+        },
         Request::Acquire(a) => {
             let stored = add_confirmed(conn, &a.key, &a.data, a.ttl_secs).await?;
             // The counter is only advanced for an acquisition that holds the lock (it costs
