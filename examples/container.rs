@@ -201,12 +201,19 @@ async fn worker(
     observed: Arc<Observed>,
 ) -> commons::Result<()> {
     for round in 1..=ROUNDS {
-        let guard = match LockGuard::try_acquire(lock.clone(), &ctx, JOB_KEY, TTL).await? {
-            Some(guard) => guard,
-            None => {
+        let guard = match LockGuard::try_acquire(lock.clone(), &ctx, JOB_KEY, TTL).await {
+            Ok(Some(guard)) => guard,
+            Ok(None) => {
                 println!("worker-{id}: the job lock is busy, waiting for it");
                 LockGuard::acquire(lock.clone(), &ctx, JOB_KEY, TTL, WAIT).await?
             }
+            // A passing outage (a server restarting; in quorum mode, new servers in their
+            // quarantine): wait as for a busy lock.
+            Err(e) if e.is_retryable() => {
+                println!("worker-{id}: {}; waiting", e.message());
+                LockGuard::acquire(lock.clone(), &ctx, JOB_KEY, TTL, WAIT).await?
+            }
+            Err(e) => return Err(e),
         };
         let inside = observed.inside.fetch_add(1, Ordering::SeqCst) + 1;
         observed.most_inside.fetch_max(inside, Ordering::SeqCst);

@@ -156,6 +156,11 @@ impl Run {
 /// Runs an example binary with `args`, from the repository root (as the README does), with
 /// the memcached variables set to `server` (or removed), killing it after the deadline.
 fn run(name: &str, args: &[&str], server: Option<(&str, u16)>) -> Run {
+    run_with(name, args, server, &[])
+}
+
+/// [`run`] with more environment variables.
+fn run_with(name: &str, args: &[&str], server: Option<(&str, u16)>, env: &[(&str, &str)]) -> Run {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("examples/ is inside the repository");
@@ -177,6 +182,7 @@ fn run(name: &str, args: &[&str], server: Option<(&str, u16)>) -> Run {
                 .env_remove("MEMCACHED_SERVICE_PORT");
         }
     }
+    command.envs(env.iter().copied());
     let mut child = command.spawn().expect("the example starts");
     let started = Instant::now();
     loop {
@@ -292,6 +298,37 @@ fn container_runs_the_same_code_on_memcached_json() {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     assert!(sets >= 8, "the server saw {sets} stores");
+}
+
+/// The same code on a quorum of three servers: only the configuration file differs. The
+/// servers are new, so the lock first waits out their quarantine (the acquire's wait covers
+/// it).
+#[test]
+fn container_runs_the_same_code_on_a_quorum() {
+    let servers: Vec<_> = (0..3).map(|_| server()).collect();
+    let list: Vec<String> = servers.iter().map(|s| s.address()).collect();
+    let out = run_with(
+        "container",
+        &["examples/config/memcached-quorum.json"],
+        None,
+        &[("MEMCACHED_QUORUM_SERVERS", &list.join(","))],
+    );
+    out.assert_success("container (memcached-quorum.json)");
+    out.assert_prints("configuration: examples/config/memcached-quorum.json");
+    out.assert_prints("most holders at once: 1");
+    out.assert_prints("fencing tokens grew with every holder: yes");
+    for s in &servers {
+        let stats = s.stats().expect("stats");
+        let sets: u64 = stats
+            .iter()
+            .find(|(k, _)| k == "cmd_set")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            sets >= 8,
+            "every server of the quorum saw the locks ({sets} stores)"
+        );
+    }
 }
 
 #[test]
