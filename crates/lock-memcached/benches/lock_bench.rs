@@ -11,6 +11,8 @@
 //! - `seq`, `parallel`, `contended`: `MemcachedLock` (one task; 256 tasks on unique keys;
 //!   16 tasks on one key with `acquire_lock`);
 //! - `memory_seq`, `memory_parallel`, `memory_contended`: the same on `MemoryLock`;
+//! - `quorum_seq`, `quorum_parallel`: `seq` and `parallel` with `options.mode=quorum` over
+//!   three servers (`--quorum a,b,c`, or three the bench starts);
 //! - `classic_seq`, `classic_parallel`: `seq` and `parallel` with `options.protocol=classic`
 //!   (two round trips per acquire, one request in flight per connection).
 //!
@@ -53,6 +55,9 @@ struct Settings {
     quick: bool,
     multi_thread: bool,
     server: Option<String>,
+    /// The servers of the quorum scenarios (`--quorum a,b,c`); started by the bench when
+    /// absent.
+    quorum: Option<Vec<String>>,
     only: Option<Vec<String>>,
     /// Measured time per scenario per round.
     secs: Duration,
@@ -104,6 +109,10 @@ impl Settings {
         let mut bench = false;
         let mut multi_thread = false;
         let mut server = std::env::var("BENCH_SERVER").ok().filter(|s| !s.is_empty());
+        let mut quorum = std::env::var("BENCH_QUORUM")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>());
         let mut only = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -114,13 +123,19 @@ impl Settings {
                 "--server" => {
                     server = Some(args.next().ok_or("--server needs HOST:PORT")?);
                 }
+                "--quorum" => {
+                    let list = args
+                        .next()
+                        .ok_or("--quorum needs HOST:PORT,HOST:PORT,...")?;
+                    quorum = Some(list.split(',').map(|s| s.trim().to_string()).collect());
+                }
                 "--only" => {
                     let list = args.next().ok_or("--only needs a comma-separated list")?;
                     only = Some(list.split(',').map(|s| s.trim().to_string()).collect());
                 }
                 "-h" | "--help" => {
                     println!(
-                        "lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--only a,b]"
+                        "lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--quorum HOST:PORT,...] [--only a,b]"
                     );
                     std::process::exit(0);
                 }
@@ -138,6 +153,7 @@ impl Settings {
             multi_thread: multi_thread
                 || std::env::var("BENCH_RUNTIME").is_ok_and(|v| v == "multi"),
             server,
+            quorum,
             only,
             secs: Duration::from_secs_f64(secs),
             warmup: Duration::from_secs_f64(env_f64("BENCH_WARMUP_SECS", warmup)?),
@@ -777,6 +793,34 @@ async fn open_memcached(server: &str, pool_size: usize, protocol: &str) -> Res<A
     Ok(Arc::new(lock))
 }
 
+/// The quorum's longest ttl and quarantine in the bench: the scenarios' ttl. Opening waits
+/// it out once (new servers are in quarantine).
+const QUORUM_LIMIT: Duration = TTL;
+
+/// A quorum-mode lock over `servers`, once the servers' quarantine (counted from the boot
+/// markers this open writes, on servers just started) has passed.
+async fn open_quorum(servers: &[String], pool_size: usize) -> Res<Arc<MemcachedLock>> {
+    let lock = MemcachedLock::new();
+    let pool = pool_size.to_string();
+    let limit = QUORUM_LIMIT.as_millis().to_string();
+    lock.configure(&ConfigParams::from_tuples([
+        (
+            "connection.uri",
+            format!("memcached://{}", servers.join(",")),
+        ),
+        ("options.mode", "quorum".to_string()),
+        ("options.max_ttl", limit.clone()),
+        ("options.quarantine", limit),
+        ("options.pool_size", pool),
+        ("options.timeout", "30000".to_string()),
+        ("options.retry_timeout", "100".to_string()),
+        ("options.max_size", "100000".to_string()),
+    ]))?;
+    lock.open(&Context::new()).await?;
+    tokio::time::sleep(QUORUM_LIMIT + Duration::from_millis(300)).await;
+    Ok(Arc::new(lock))
+}
+
 // ---------------------------------------------------------------------------------------
 
 fn print_summary(results: &mut [Outcome]) {
@@ -817,6 +861,8 @@ fn print_summary(results: &mut [Outcome]) {
         ("seq", "raw_seq", 0.9),
         ("parallel", "raw_pipelined", 0.7),
         ("raw_pipelined", "raw_max", f64::NAN),
+        ("quorum_seq", "seq", f64::NAN),
+        ("quorum_parallel", "parallel", f64::NAN),
     ] {
         if let (Some(a), Some(b)) = (rate(num), rate(den)) {
             let ratio = a / b.max(1e-9);
@@ -876,6 +922,29 @@ async fn run(s: Settings) -> Res<()> {
     } else {
         None
     };
+    // Quorum scenarios: three servers (the bench's own when none are given).
+    let mut own_quorum = Vec::new();
+    let quorum = if s.wants("quorum_seq") || s.wants("quorum_parallel") {
+        let servers = match &s.quorum {
+            Some(list) => list.clone(),
+            None => {
+                for _ in 0..3 {
+                    own_quorum.push(
+                        memcached_testkit::MemcachedServer::builder()
+                            .threads(1)
+                            .memory_mb(256)
+                            .start()
+                            .map_err(|e| format!("cannot start memcached: {e}"))?,
+                    );
+                }
+                own_quorum.iter().map(|s| s.address()).collect()
+            }
+        };
+        eprintln!("lock_bench: quorum of {}", servers.join(", "));
+        Some(open_quorum(&servers, s.pool_size).await?)
+    } else {
+        None
+    };
     // Every round runs every scenario for `secs`: interleaving spreads the noise of a shared
     // machine over all scenarios instead of letting it hit one of them.
     for round in 0..s.rounds {
@@ -918,6 +987,15 @@ async fn run(s: Settings) -> Res<()> {
                 )
                 .await?;
                 this_round.push(o);
+            }
+        }
+        if let Some(lock) = &quorum {
+            if s.wants("quorum_seq") {
+                this_round.push(lock_seq(&s, &**lock, "quorum_seq", "quorum").await?);
+            }
+            if s.wants("quorum_parallel") {
+                let labels = at("quorum_parallel", "quorum", s.pool_size);
+                this_round.push(lock_parallel(&s, lock.clone(), labels).await?);
             }
         }
         if s.wants("memory_seq") {
