@@ -28,11 +28,43 @@ pub enum FaultKind {
     Delay,
     /// Filler writes to the tiny server until it evicts items (locks included).
     Eviction,
+    /// Quorum runs: a server restarted while another one is still in its restart quarantine
+    /// (so that two servers at once do not count towards a majority).
+    RestartInQuarantine,
+}
+
+/// How the run placed keys, which decides what may explain an overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// `options.mode=sharded`: each key lives on one server; a restart or eviction of that
+    /// server may explain two holders valid at once.
+    #[default]
+    Sharded,
+    /// `options.mode=quorum`: each key lives on every server; nothing explains two holders
+    /// valid at once (the goal is 0).
+    Quorum,
+}
+
+impl Mode {
+    /// The name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Sharded => "sharded",
+            Mode::Quorum => "quorum",
+        }
+    }
+
+    /// Parses [`Mode::name`].
+    pub fn from_name(name: &str) -> Option<Mode> {
+        [Mode::Sharded, Mode::Quorum]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Restart,
         FaultKind::ServerPause,
         FaultKind::ClientPause,
@@ -40,6 +72,7 @@ impl FaultKind {
         FaultKind::ConnectionReset,
         FaultKind::Delay,
         FaultKind::Eviction,
+        FaultKind::RestartInQuarantine,
     ];
 
     /// The name used in JSON.
@@ -52,6 +85,7 @@ impl FaultKind {
             FaultKind::ConnectionReset => "connection_reset",
             FaultKind::Delay => "delay",
             FaultKind::Eviction => "eviction",
+            FaultKind::RestartInQuarantine => "restart_in_quarantine",
         }
     }
 
@@ -63,7 +97,15 @@ impl FaultKind {
     /// Whether memcached loses locks to this fault (restart, eviction): only these may
     /// explain two holders that both believed their lease valid.
     pub fn memcached_cannot_survive(self) -> bool {
-        matches!(self, FaultKind::Restart | FaultKind::Eviction)
+        matches!(
+            self,
+            FaultKind::Restart | FaultKind::Eviction | FaultKind::RestartInQuarantine
+        )
+    }
+
+    /// Whether the fault acts on a server (rather than on a worker).
+    pub fn on_server(self) -> bool {
+        !matches!(self, FaultKind::ClientPause | FaultKind::HolderSleep)
     }
 }
 
@@ -134,6 +176,8 @@ pub struct Write {
 /// The checker's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
+    /// The mode of the run judged.
+    pub mode: Mode,
     /// Holdings checked.
     pub holders: u64,
     /// Pairs of holdings of one key whose [enter, exit] intervals overlap.
@@ -195,6 +239,7 @@ impl Report {
     /// The figures as JSON.
     pub fn to_json(&self) -> Value {
         json!({
+            "mode": self.mode.name(),
             "holders": self.holders,
             "overlaps": {
                 "total": self.overlaps_total,
@@ -230,7 +275,49 @@ pub fn explained_by_fault(faults: &[Fault], server: usize, from_ns: u64, to_ns: 
     })
 }
 
-/// Runs every check.
+/// Whether any server-side fault (restart, pause, reset, delay, eviction) on any server falls
+/// between `from_ns` and `to_ns`: in quorum mode what may explain an after-acquire sample
+/// that did not find the item on a majority (a replica lost or not answering in time is a
+/// loss of redundancy, not of safety).
+pub fn any_server_fault(faults: &[Fault], from_ns: u64, to_ns: u64) -> bool {
+    faults.iter().any(|f| {
+        f.kind.on_server()
+            && f.start_ns <= to_ns.saturating_add(FAULT_SLACK_NS)
+            && f.end_ns.saturating_add(FAULT_SLACK_NS) >= from_ns
+    })
+}
+
+/// The pairs of holdings of one key whose [enter, exit] intervals overlap while both holders
+/// believed their lease valid at exit, as indices into `holders` (the one that entered first
+/// comes first).
+///
+/// ```
+/// use lock_chaos::checker::{both_valid_overlaps, Holder};
+/// let h = |id: &str, enter, exit| Holder { id: id.into(), key: "k".into(), enter_ns: enter,
+///     exit_ns: exit, valid_at_exit: true, ..Holder::default() };
+/// assert_eq!(both_valid_overlaps(&[h("a", 10, 20), h("b", 15, 25), h("c", 30, 40)]), [(0, 1)]);
+/// ```
+pub fn both_valid_overlaps(holders: &[Holder]) -> Vec<(usize, usize)> {
+    let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, h) in holders.iter().enumerate() {
+        by_key.entry(h.key.as_str()).or_default().push(i);
+    }
+    let mut pairs = Vec::new();
+    for list in by_key.values_mut() {
+        list.sort_by_key(|i| holders[*i].enter_ns);
+        for (j, &b) in list.iter().enumerate() {
+            for &a in &list[..j] {
+                let (ha, hb) = (&holders[a], &holders[b]);
+                if ha.exit_ns > hb.enter_ns && ha.valid_at_exit && hb.valid_at_exit {
+                    pairs.push((a, b));
+                }
+            }
+        }
+    }
+    pairs
+}
+
+/// Runs every check on a sharded run ([`check_mode`] with [`Mode::Sharded`]).
 ///
 /// ```
 /// use lock_chaos::checker::{check, Holder};
@@ -244,7 +331,33 @@ pub fn explained_by_fault(faults: &[Fault], server: usize, from_ns: u64, to_ns: 
 /// assert!(!report.ok());
 /// ```
 pub fn check(holders: &[Holder], writes: &[Write], faults: &[Fault]) -> Report {
+    check_mode(holders, writes, faults, Mode::Sharded)
+}
+
+/// Runs every check. In [`Mode::Quorum`] no fault explains an overlap of two holders that
+/// both believed their lease valid, nor an acquire returned while another holder's lease was
+/// valid (each key lives on every server: the lock must survive a fault of a minority); an
+/// after-acquire sample that did not find the item on a majority is explained by any
+/// server-side fault in its window.
+///
+/// ```
+/// use lock_chaos::checker::{check_mode, Fault, FaultKind, Holder, Mode};
+///
+/// let a = Holder { id: "a".into(), key: "k".into(), enter_ns: 10, exit_ns: 20,
+///     deadline_ns: 30, valid_at_exit: true, ..Holder::default() };
+/// let b = Holder { id: "b".into(), key: "k".into(), enter_ns: 15, exit_ns: 25,
+///     deadline_ns: 40, valid_at_exit: true, ..Holder::default() };
+/// let restart = Fault { kind: FaultKind::Restart, target: Some(0), start_ns: 12, end_ns: 14 };
+/// let sharded = check_mode(&[a.clone(), b.clone()], &[], &[restart.clone()], Mode::Sharded);
+/// assert_eq!(sharded.overlaps_explained, 1);
+/// let quorum = check_mode(&[a, b], &[], &[restart], Mode::Quorum);
+/// assert_eq!((quorum.overlaps_both_valid, quorum.overlaps_unexplained), (1, 1));
+/// assert!(!quorum.ok());
+/// ```
+pub fn check_mode(holders: &[Holder], writes: &[Write], faults: &[Fault], mode: Mode) -> Report {
+    let quorum = mode == Mode::Quorum;
     let mut report = Report {
+        mode,
         holders: holders.len() as u64,
         ..Report::default()
     };
@@ -295,7 +408,8 @@ pub fn check(holders: &[Holder], writes: &[Write], faults: &[Fault]) -> Report {
                         report.overlaps_exposed_by_validity += 1;
                     } else {
                         report.overlaps_both_valid += 1;
-                        let fault = explained_by_fault(faults, a.server, a.enter_ns, b.enter_ns);
+                        let fault =
+                            !quorum && explained_by_fault(faults, a.server, a.enter_ns, b.enter_ns);
                         let fenced = match first_write(&b.id) {
                             None => true, // the newer holder wrote nothing: nothing to interleave
                             Some(first_b) => {
@@ -309,9 +423,20 @@ pub fn check(holders: &[Holder], writes: &[Write], faults: &[Fault]) -> Report {
                         } else {
                             report.overlaps_unexplained += 1;
                             report.violation(format!(
-                                "overlap on {}: {} [{}..{}] and {} [{}..{}] both valid \
-                                 (fault explains: {fault}, fenced: {fenced})",
-                                a.key, a.id, a.enter_ns, a.exit_ns, b.id, b.enter_ns, b.exit_ns
+                                "overlap on {}: {} [{}..{}] (token {:?}, deadline {}) and {} \
+                                 [{}..{}] (token {:?}, deadline {}) both valid (fault \
+                                 explains: {fault}, fenced: {fenced})",
+                                a.key,
+                                a.id,
+                                a.enter_ns,
+                                a.exit_ns,
+                                a.fencing_token,
+                                a.deadline_ns,
+                                b.id,
+                                b.enter_ns,
+                                b.exit_ns,
+                                b.fencing_token,
+                                b.deadline_ns
                             ));
                         }
                     }
@@ -322,7 +447,7 @@ pub fn check(holders: &[Holder], writes: &[Write], faults: &[Fault]) -> Report {
                 let a_valid_end = a.exit_ns.min(a.deadline_ns);
                 let b_valid_at_enter = b.deadline_ns > b.enter_ns;
                 if b_valid_at_enter && b.enter_ns > a.enter_ns && b.enter_ns < a_valid_end {
-                    if explained_by_fault(faults, a.server, a.enter_ns, b.enter_ns) {
+                    if !quorum && explained_by_fault(faults, a.server, a.enter_ns, b.enter_ns) {
                         report.false_acquires_explained += 1;
                     } else {
                         report.false_acquires += 1;
@@ -340,8 +465,13 @@ pub fn check(holders: &[Holder], writes: &[Write], faults: &[Fault]) -> Report {
         if let Some(on_server) = h.on_server {
             report.on_server_samples += 1;
             if !on_server {
-                if explained_by_fault(faults, h.server, h.acquire_start_ns, h.on_server_checked_ns)
-                {
+                let (from, to) = (h.acquire_start_ns, h.on_server_checked_ns);
+                let explained = if quorum {
+                    any_server_fault(faults, from, to)
+                } else {
+                    explained_by_fault(faults, h.server, from, to)
+                };
+                if explained {
                     report.false_acquires_explained += 1;
                 } else {
                     report.false_acquires += 1;

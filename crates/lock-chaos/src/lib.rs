@@ -6,6 +6,7 @@ pub mod checker;
 pub mod orchestrator;
 pub mod resource;
 pub mod soak;
+pub mod svg;
 pub mod worker;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

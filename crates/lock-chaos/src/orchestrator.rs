@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use commons::{ConfigParams, Configurable, Context, Openable};
+use lock_core::Lock;
 use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 use rand::rngs::StdRng;
@@ -19,9 +20,9 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::time::Instant;
 
-use crate::checker::{Fault, FaultKind, check, holder_from_json};
+use crate::checker::{Fault, FaultKind, Mode, check_mode, holder_from_json};
 use crate::resource::FencedResource;
-use crate::worker::WorkerArgs;
+use crate::worker::{WorkerArgs, quorum_lock_config};
 use crate::{keys_for_servers, numeric_flags, wall_ns};
 
 /// Options of a chaos run.
@@ -47,6 +48,15 @@ pub struct ChaosOptions {
     pub sleep_probability: f64,
     /// The worker executable (this binary).
     pub exe: PathBuf,
+    /// Sharded (default: keys spread by `options.distribution=modula`) or quorum
+    /// (`options.mode=quorum`, every key on every server; 5 servers unless `--servers`).
+    pub mode: Mode,
+    /// Quorum mode: `options.max_ttl` of every worker.
+    pub max_ttl: Duration,
+    /// Quorum mode: `options.quarantine` of every worker.
+    pub quarantine: Duration,
+    /// Where to write the SVG timeline of the run (none by default).
+    pub svg: Option<PathBuf>,
 }
 
 impl ChaosOptions {
@@ -63,26 +73,57 @@ impl ChaosOptions {
             timeout: Duration::from_millis(800),
             sleep_probability: 0.03,
             exe,
+            mode: Mode::Sharded,
+            max_ttl: Duration::from_millis(3000),
+            quarantine: Duration::from_millis(3000),
+            svg: None,
         }
     }
 
     /// Parses `--seconds=N --workers=N --tasks=N --servers=N --keys=N --seed=N --ttl-ms=N
-    /// --timeout-ms=N` (each optional), or a bare number of seconds.
+    /// --timeout-ms=N --mode=sharded|quorum --max-ttl-ms=N --quarantine-ms=N --svg=PATH`
+    /// (each optional), or a bare number of seconds.
     ///
     /// ```
+    /// use lock_chaos::checker::Mode;
     /// use lock_chaos::orchestrator::ChaosOptions;
     /// let o = ChaosOptions::parse(&["12".into(), "--seed=7".into()], "chaos".into()).unwrap();
     /// assert_eq!((o.duration.as_secs(), o.seed, o.workers), (12, 7, 3));
+    /// assert_eq!((o.mode, o.servers, o.svg), (Mode::Sharded, 3, None));
     /// assert!(ChaosOptions::parse(&["--servers=1".into()], "chaos".into()).is_err());
+    /// let q = ChaosOptions::parse(&["--mode=quorum".into(), "--svg=t.svg".into()],
+    ///     "chaos".into()).unwrap();
+    /// assert_eq!((q.mode, q.servers, q.svg.unwrap().to_str()), (Mode::Quorum, 5, Some("t.svg")));
+    /// assert!(ChaosOptions::parse(&["--mode=quorum".into(), "--servers=2".into()],
+    ///     "chaos".into()).is_err());
+    /// assert!(ChaosOptions::parse(&["--mode=quorum".into(), "--quarantine-ms=2500".into()],
+    ///     "chaos".into()).is_err());
     /// ```
     pub fn parse(args: &[String], exe: PathBuf) -> Result<ChaosOptions, String> {
         let mut o = ChaosOptions::new(exe);
-        for (k, n, a) in numeric_flags(args)? {
+        let mut numeric = Vec::new();
+        for a in args {
+            if let Some(mode) = a.strip_prefix("--mode=") {
+                o.mode = Mode::from_name(mode)
+                    .ok_or_else(|| format!("{a}: want --mode=sharded or --mode=quorum"))?;
+            } else if let Some(path) = a.strip_prefix("--svg=") {
+                o.svg = (!path.is_empty()).then(|| PathBuf::from(path));
+            } else {
+                numeric.push(a.clone());
+            }
+        }
+        let mut servers_given = false;
+        for (k, n, a) in numeric_flags(&numeric)? {
             match k {
                 "seconds" => o.duration = Duration::from_secs(n),
                 "workers" => o.workers = n as usize,
                 "tasks" => o.tasks = n as usize,
-                "servers" => o.servers = n as usize,
+                "servers" => {
+                    o.servers = n as usize;
+                    servers_given = true;
+                }
+                "max-ttl-ms" => o.max_ttl = Duration::from_millis(n),
+                "quarantine-ms" => o.quarantine = Duration::from_millis(n),
                 "keys" => o.keys = n as usize,
                 "seed" => o.seed = n,
                 "ttl-ms" => o.ttl = Duration::from_millis(n),
@@ -95,6 +136,17 @@ impl ChaosOptions {
         }
         if o.ttl < Duration::from_secs(2) {
             return Err("--ttl-ms must be at least 2000 (a 1 s lease is never valid)".into());
+        }
+        if o.mode == Mode::Quorum {
+            if !servers_given {
+                o.servers = 5;
+            }
+            if o.servers < 3 {
+                return Err("--mode=quorum needs --servers >= 3".into());
+            }
+            if o.max_ttl < o.ttl || o.quarantine < o.max_ttl {
+                return Err("--mode=quorum needs ttl <= max-ttl <= quarantine".into());
+            }
         }
         Ok(o)
     }
@@ -156,6 +208,19 @@ impl Rig {
         .unwrap_or(0)
     }
 
+    /// Kills `server` (SIGKILL), keeps it down 1.1 to 1.6 s, starts it again on its port.
+    async fn restart(&self, server: usize, rng: &mut StdRng) {
+        self.blocking(server, |s| s.stop()).await;
+        // Down long enough that the new boot gets a later boot epoch (whole seconds).
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1100..1600))).await;
+        for _ in 0..5 {
+            match self.blocking(server, |s| s.restart()).await {
+                Some(Ok(())) => break,
+                other => eprintln!("chaos: restart failed: {other:?}"),
+            }
+        }
+    }
+
     async fn inject(&self, kind: FaultKind, rng: &mut StdRng, ttl: Duration, timeout: Duration) {
         let n = self.servers.len();
         let server = rng.random_range(0..n);
@@ -163,16 +228,19 @@ impl Rig {
         let beyond_ttl = ttl + Duration::from_millis(rng.random_range(400..1000));
         match kind {
             FaultKind::Restart => {
-                self.blocking(server, |s| s.stop()).await;
-                // Down long enough that the new boot gets a later boot epoch (whole seconds).
-                tokio::time::sleep(Duration::from_millis(rng.random_range(1100..1600))).await;
-                for _ in 0..5 {
-                    match self.blocking(server, |s| s.restart()).await {
-                        Some(Ok(())) => break,
-                        other => eprintln!("chaos: restart failed: {other:?}"),
-                    }
-                }
+                self.restart(server, rng).await;
                 self.record(kind, Some(server), start);
+            }
+            FaultKind::RestartInQuarantine => {
+                // A first restart, then at once another server's, while the first one is
+                // still in its quarantine (younger than `options.quarantine`): for a while
+                // two servers do not count towards a majority.
+                self.restart(server, rng).await;
+                self.record(FaultKind::Restart, Some(server), start);
+                let second = (server + rng.random_range(1..n.max(2))) % n;
+                let start = wall_ns();
+                self.restart(second, rng).await;
+                self.record(kind, Some(second), start);
             }
             FaultKind::ServerPause => {
                 self.blocking(server, |s| s.pause()).await;
@@ -303,6 +371,11 @@ pub async fn run_chaos(options: ChaosOptions) -> Result<Value, String> {
             .join(",")
     );
 
+    let warmup_ms = match options.mode {
+        Mode::Quorum => Some(warm_up(&uri, &options).await?),
+        Mode::Sharded => None,
+    };
+
     let started = Instant::now();
     let mut children = Vec::new();
     let mut readers = Vec::new();
@@ -320,6 +393,7 @@ pub async fn run_chaos(options: ChaosOptions) -> Result<Value, String> {
             ttl: options.ttl,
             timeout: options.timeout,
             sleep_probability: options.sleep_probability,
+            quorum: (options.mode == Mode::Quorum).then_some((options.max_ttl, options.quarantine)),
         };
         let mut child = Command::new(&options.exe)
             .arg("--worker")
@@ -357,7 +431,10 @@ pub async fn run_chaos(options: ChaosOptions) -> Result<Value, String> {
     // second before the workers do so that the last fault has ended.
     let mut plan: Vec<FaultKind> = FaultKind::ALL
         .into_iter()
-        .filter(|k| *k != FaultKind::HolderSleep)
+        .filter(|k| {
+            *k != FaultKind::HolderSleep
+                && (options.mode == Mode::Quorum || *k != FaultKind::RestartInQuarantine)
+        })
         .collect();
     plan.shuffle(&mut rng);
     let stop_at = started + options.duration.saturating_sub(Duration::from_secs(1));
@@ -365,16 +442,29 @@ pub async fn run_chaos(options: ChaosOptions) -> Result<Value, String> {
     let mut planned = plan.into_iter();
     while Instant::now() + options.ttl < stop_at {
         let kind = planned.next().unwrap_or_else(|| {
-            let all = [
-                FaultKind::Restart,
-                FaultKind::ServerPause,
-                FaultKind::ClientPause,
-                FaultKind::ConnectionReset,
-                FaultKind::ConnectionReset,
-                FaultKind::Delay,
-                FaultKind::Delay,
-                FaultKind::Eviction,
-            ];
+            let all: &[FaultKind] = match options.mode {
+                Mode::Sharded => &[
+                    FaultKind::Restart,
+                    FaultKind::ServerPause,
+                    FaultKind::ClientPause,
+                    FaultKind::ConnectionReset,
+                    FaultKind::ConnectionReset,
+                    FaultKind::Delay,
+                    FaultKind::Delay,
+                    FaultKind::Eviction,
+                ],
+                Mode::Quorum => &[
+                    FaultKind::Restart,
+                    FaultKind::RestartInQuarantine,
+                    FaultKind::ServerPause,
+                    FaultKind::ClientPause,
+                    FaultKind::ConnectionReset,
+                    FaultKind::ConnectionReset,
+                    FaultKind::Delay,
+                    FaultKind::Delay,
+                    FaultKind::Eviction,
+                ],
+            };
             all[rng.random_range(0..all.len())]
         });
         rig.inject(kind, &mut rng, options.ttl, options.timeout)
@@ -443,7 +533,7 @@ pub async fn run_chaos(options: ChaosOptions) -> Result<Value, String> {
         }
         let _ = std::fs::write(path, dump);
     }
-    Ok(summarize(
+    let mut summary = summarize(
         &options,
         &keys,
         &lines,
@@ -451,7 +541,61 @@ pub async fn run_chaos(options: ChaosOptions) -> Result<Value, String> {
         rig,
         exit_codes,
         server_evictions,
+    );
+    if let Some(ms) = warmup_ms {
+        summary["quorum"] = json!({
+            "max_ttl_ms": options.max_ttl.as_millis() as u64,
+            "quarantine_ms": options.quarantine.as_millis() as u64,
+            "warm_up_ms": ms,
+        });
+    }
+    Ok(summary)
+}
+
+/// Quorum mode, before the workers start: one lock opens on every server (so each writes
+/// its boot marker), then tries a warm-up key until it is granted, which happens once the
+/// servers' memory is older than the quarantine (before that every acquire fails with
+/// `NO_QUORUM`). Returns how long that took (ms).
+async fn warm_up(uri: &str, options: &ChaosOptions) -> Result<u64, String> {
+    let began = Instant::now();
+    let lock = MemcachedLock::new();
+    lock.configure(&quorum_lock_config(
+        uri,
+        options.timeout,
+        options.max_ttl,
+        options.quarantine,
     ))
+    .map_err(|e| format!("warm-up lock: {e}"))?;
+    let ctx = Context::new();
+    lock.open(&ctx)
+        .await
+        .map_err(|e| format!("warm-up lock: {e}"))?;
+    let give_up = began + options.quarantine + Duration::from_secs(20);
+    let mut last = String::new();
+    let granted = loop {
+        if Instant::now() > give_up {
+            break false;
+        }
+        match lock
+            .try_acquire_lease(&ctx, "chaos-warm-up", options.ttl)
+            .await
+        {
+            Ok(Some(_)) => break true,
+            Ok(None) => last = "busy".into(),
+            Err(e) => last = format!("{}: {}", e.code(), e.message()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if granted {
+        let _ = lock.release_owned(&ctx, "chaos-warm-up").await;
+    }
+    let _ = lock.close(&ctx).await;
+    let ms = began.elapsed().as_millis() as u64;
+    if !granted {
+        return Err(format!("quorum warm-up: no grant after {ms} ms ({last})"));
+    }
+    eprintln!("chaos: quorum warm-up granted after {ms} ms");
+    Ok(ms)
 }
 
 fn summarize(
@@ -520,8 +664,12 @@ fn summarize(
             _ => unparsed += 1,
         }
     }
-    let report = check(&holders, writes, &faults);
-    let mut by_kind: BTreeMap<&str, u64> = FaultKind::ALL.iter().map(|k| (k.name(), 0)).collect();
+    let report = check_mode(&holders, writes, &faults, options.mode);
+    let mut by_kind: BTreeMap<&str, u64> = FaultKind::ALL
+        .iter()
+        .filter(|k| options.mode == Mode::Quorum || **k != FaultKind::RestartInQuarantine)
+        .map(|k| (k.name(), 0))
+        .collect();
     for f in &faults {
         *by_kind.entry(f.kind.name()).or_insert(0) += 1;
     }
@@ -543,8 +691,29 @@ fn summarize(
     let hangs = hangs_reported.saturating_sub(hangs_while_frozen);
     let workers_ok = exit_codes.iter().all(|c| *c == 0);
     let ok = report.ok() && hangs == 0 && workers_ok && unparsed == 0;
+    let svg = options.svg.as_ref().map(|path| {
+        let title = format!(
+            "chaos, mode {}, seed {}, {} s, {} servers: {} holdings, {} faults, both-valid \
+             overlaps {} ({} unexplained), stale writes accepted {}",
+            options.mode.name(),
+            options.seed,
+            options.duration.as_secs(),
+            options.servers,
+            holders.len(),
+            faults.len(),
+            report.overlaps_both_valid,
+            report.overlaps_unexplained,
+            report.stale_writes_accepted
+        );
+        let written = std::fs::write(path, crate::svg::timeline(&holders, &faults, &title));
+        match written {
+            Ok(()) => json!(path.display().to_string()),
+            Err(e) => json!(format!("not written: {}: {e}", path.display())),
+        }
+    });
     json!({
         "summary": "chaos",
+        "mode": options.mode.name(),
         "ok": ok,
         "seconds": options.duration.as_secs(),
         "seed": options.seed,
@@ -575,5 +744,6 @@ fn summarize(
         "worker_exit_codes": exit_codes,
         "worker_failures": failures,
         "unparsed_lines": unparsed,
+        "svg": svg,
     })
 }

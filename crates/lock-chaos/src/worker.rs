@@ -46,6 +46,9 @@ pub struct WorkerArgs {
     pub timeout: Duration,
     /// Probability that a holder sleeps through its lease while inside.
     pub sleep_probability: f64,
+    /// Quorum mode: `Some((max_ttl, quarantine))` configures `options.mode=quorum` with
+    /// these; `None` is the sharded run (`options.distribution=modula`).
+    pub quorum: Option<(Duration, Duration)>,
 }
 
 impl WorkerArgs {
@@ -63,6 +66,14 @@ impl WorkerArgs {
             format!("--ttl-ms={}", self.ttl.as_millis()),
             format!("--timeout-ms={}", self.timeout.as_millis()),
             format!("--sleep-probability={}", self.sleep_probability),
+            match self.quorum {
+                Some((max_ttl, quarantine)) => format!(
+                    "--quorum={},{}",
+                    max_ttl.as_millis(),
+                    quarantine.as_millis()
+                ),
+                None => "--quorum=off".to_string(),
+            },
         ]
     }
 
@@ -74,8 +85,10 @@ impl WorkerArgs {
     /// let a = WorkerArgs { id: 1, uri: "memcached://127.0.0.1:1".into(), servers: 1,
     ///     keys: vec!["k".into()], resource: "127.0.0.1:2".parse().unwrap(),
     ///     duration: Duration::from_secs(3), tasks: 2, seed: 9, ttl: Duration::from_secs(2),
-    ///     timeout: Duration::from_millis(500), sleep_probability: 0.5 };
+    ///     timeout: Duration::from_millis(500), sleep_probability: 0.5, quorum: None };
     /// assert_eq!(WorkerArgs::parse(&a.to_args()).unwrap(), a);
+    /// let q = WorkerArgs { quorum: Some((Duration::from_secs(3), Duration::from_secs(4))), ..a };
+    /// assert_eq!(WorkerArgs::parse(&q.to_args()).unwrap(), q);
     /// assert!(WorkerArgs::parse(&["--id=x".to_string()]).is_err());
     /// ```
     pub fn parse(args: &[String]) -> Result<WorkerArgs, String> {
@@ -107,6 +120,20 @@ impl WorkerArgs {
             sleep_probability: get("sleep-probability")?
                 .parse()
                 .map_err(|e| format!("--sleep-probability: {e}"))?,
+            quorum: match map.get("quorum").map(String::as_str) {
+                None | Some("off") => None,
+                Some(v) => {
+                    let ms = |s: &str| {
+                        s.parse::<u64>()
+                            .map(Duration::from_millis)
+                            .map_err(|e| format!("--quorum: {e}"))
+                    };
+                    let (max_ttl, quarantine) = v
+                        .split_once(',')
+                        .ok_or_else(|| format!("--quorum={v}: want MAX_TTL_MS,QUARANTINE_MS"))?;
+                    Some((ms(max_ttl)?, ms(quarantine)?))
+                }
+            },
         })
     }
 }
@@ -189,9 +216,52 @@ pub fn lock_config(uri: &str, timeout: Duration) -> ConfigParams {
     ])
 }
 
+/// The quorum-mode configuration: [`lock_config`] with `options.mode=quorum`,
+/// `options.max_ttl` and `options.quarantine` (every key on every server, so no
+/// `options.distribution`).
+///
+/// ```
+/// use std::time::Duration;
+/// let c = lock_chaos::worker::quorum_lock_config("memcached://127.0.0.1:1",
+///     Duration::from_millis(800), Duration::from_secs(3), Duration::from_secs(3));
+/// assert_eq!(c.get("options.mode"), Some("quorum"));
+/// assert_eq!(c.get("options.quarantine"), Some("3000"));
+/// assert_eq!(c.get("options.distribution"), None);
+/// ```
+pub fn quorum_lock_config(
+    uri: &str,
+    timeout: Duration,
+    max_ttl: Duration,
+    quarantine: Duration,
+) -> ConfigParams {
+    let base = lock_config(uri, timeout);
+    let mut tuples: Vec<(String, String)> = base
+        .iter()
+        .filter(|(k, _)| *k != "options.distribution")
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tuples.push(("options.mode".into(), "quorum".into()));
+    tuples.push(("options.max_ttl".into(), max_ttl.as_millis().to_string()));
+    tuples.push((
+        "options.quarantine".into(),
+        quarantine.as_millis().to_string(),
+    ));
+    ConfigParams::from_tuples(tuples)
+}
+
+/// The configuration `args` call for (sharded or quorum).
+pub fn config_for(args: &WorkerArgs) -> ConfigParams {
+    match args.quorum {
+        Some((max_ttl, quarantine)) => {
+            quorum_lock_config(&args.uri, args.timeout, max_ttl, quarantine)
+        }
+        None => lock_config(&args.uri, args.timeout),
+    }
+}
+
 async fn open_lock(args: &WorkerArgs) -> Result<Arc<MemcachedLock>, String> {
     let lock = MemcachedLock::new();
-    lock.configure(&lock_config(&args.uri, args.timeout))
+    lock.configure(&config_for(args))
         .map_err(|e| e.to_string())?;
     let mut last = String::new();
     for _ in 0..50 {

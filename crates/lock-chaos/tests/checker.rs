@@ -2,7 +2,7 @@
 //! honoured only when its conditions hold.
 
 use lock_chaos::checker::{
-    Fault, FaultKind, Holder, Write, check, holder_from_json, holder_to_json,
+    Fault, FaultKind, Holder, Mode, Write, check, check_mode, holder_from_json, holder_to_json,
 };
 
 const MS: u64 = 1_000_000;
@@ -183,4 +183,75 @@ fn holders_round_trip_through_json() {
     for k in FaultKind::ALL {
         assert_eq!(FaultKind::from_name(k.name()), Some(k));
     }
+}
+
+#[test]
+fn in_quorum_mode_no_fault_explains_two_valid_holders() {
+    let a = holder("a", 0, 1, 100, 1000, true);
+    let b = holder("b", 50, 51, 60, 1000, true);
+    let fenced = [
+        write("a", 5, 2, true),
+        write("b", 9, 52, true),
+        write("a", 5, 99, false),
+    ];
+    // Restarts of every server, even a restart into quarantine, explain nothing.
+    let faults: Vec<Fault> = (0..5)
+        .map(|s| Fault {
+            kind: if s == 4 {
+                FaultKind::RestartInQuarantine
+            } else {
+                FaultKind::Restart
+            },
+            target: Some(s),
+            ..restart(20, 40)
+        })
+        .collect();
+    let sharded = check(&[a.clone(), b.clone()], &fenced, &faults);
+    assert_eq!(sharded.overlaps_explained, 1);
+    let r = check_mode(&[a, b], &fenced, &faults, Mode::Quorum);
+    assert_eq!(r.mode, Mode::Quorum);
+    assert_eq!(
+        (
+            r.overlaps_both_valid,
+            r.overlaps_explained,
+            r.overlaps_unexplained
+        ),
+        (1, 0, 1)
+    );
+    assert_eq!((r.false_acquires, r.false_acquires_explained), (1, 0));
+    assert!(!r.ok());
+    assert_eq!(r.to_json()["mode"], "quorum");
+}
+
+#[test]
+fn in_quorum_mode_a_sample_without_a_majority_is_explained_by_any_server_fault() {
+    let mut a = holder("a", 0, 1, 10, 1000, true);
+    a.on_server = Some(false);
+    a.on_server_checked_ns = 2 * MS;
+    let r = check_mode(std::slice::from_ref(&a), &[], &[], Mode::Quorum);
+    assert_eq!(r.false_acquires, 1);
+    // A pause of another server (one replica not answering in time) explains it.
+    let pause = Fault {
+        kind: FaultKind::ServerPause,
+        target: Some(3),
+        ..restart(0, 5)
+    };
+    let r = check_mode(std::slice::from_ref(&a), &[], &[pause], Mode::Quorum);
+    assert_eq!((r.false_acquires, r.false_acquires_explained), (0, 1));
+    // A client pause does not.
+    let frozen = Fault {
+        kind: FaultKind::ClientPause,
+        ..restart(0, 5)
+    };
+    let r = check_mode(&[a], &[], &[frozen], Mode::Quorum);
+    assert_eq!(r.false_acquires, 1);
+}
+
+#[test]
+fn modes_round_trip_through_their_names() {
+    for m in [Mode::Sharded, Mode::Quorum] {
+        assert_eq!(Mode::from_name(m.name()), Some(m));
+    }
+    assert_eq!(Mode::from_name("paxos"), None);
+    assert_eq!(Mode::default(), Mode::Sharded);
 }
