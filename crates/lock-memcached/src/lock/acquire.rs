@@ -50,7 +50,7 @@ impl MemcachedLock {
         );
         let request = Request::Acquire(AcquireRequest {
             counter: fencing::counter_key(&wire),
-            initial: fencing::initial_value(),
+            initial: fencing::initial_value(fencing::CLOCK_MARGIN),
             key: wire.clone(),
             data: value.clone(),
             ttl_secs: secs,

@@ -5,13 +5,13 @@
 //! Counters are shared by keys through a fixed number of buckets per server (memory stays
 //! bounded however many keys are locked; a shared counter still grows with each acquisition
 //! of every key on it) and never expire. A counter the server lost (restart, `flush_all`,
-//! eviction) is created again at the creating client's wall clock in nanoseconds, or just
-//! above the highest token this process has seen, whichever is larger: docs/safety.md states
-//! when that keeps the tokens growing.
+//! eviction) is created again at the creating client's wall clock in nanoseconds plus a
+//! margin, or just above the highest token this process has seen, whichever is larger:
+//! docs/safety.md states when that keeps the tokens growing.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::client::{Reply, WireKey};
 
@@ -33,13 +33,24 @@ pub(super) fn counter_key(key: &WireKey) -> WireKey {
     keys[(crc32fast::hash(key.as_bytes()) % BUCKETS) as usize].clone()
 }
 
-/// The value a counter created by this acquire starts at.
-pub(super) fn initial_value() -> u64 {
+/// How far ahead of this client's clock a new counter starts: a counter the server lost is
+/// created again from the creating client's clock, and must still start above every token
+/// issued before, even when that client's clock lags the clock of the client that created
+/// the lost counter. Clocks that agree within this margin (plus the time since the old
+/// counter was created) keep tokens growing.
+pub(super) const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// The value a counter created by this acquire starts at: this client's wall clock in
+/// nanoseconds plus `margin` (at least [`CLOCK_MARGIN`]), or just above the highest token this
+/// process has seen, whichever is larger.
+pub(super) fn initial_value(margin: Duration) -> u64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    now.max(HIGHEST_SEEN.load(Ordering::Relaxed).saturating_add(1))
+    let margin = u64::try_from(margin.max(CLOCK_MARGIN).as_nanos()).unwrap_or(u64::MAX);
+    now.saturating_add(margin)
+        .max(HIGHEST_SEEN.load(Ordering::Relaxed).saturating_add(1))
 }
 
 /// The token in the counter's reply, or why there is none.
@@ -84,7 +95,7 @@ mod tests {
         assert_eq!(token(&Reply::Count(42)), Ok(42));
         let high = u64::MAX / 2;
         assert_eq!(token(&Reply::Count(high)), Ok(high));
-        assert!(initial_value() > high);
+        assert!(initial_value(Duration::ZERO) > high);
         assert!(token(&Reply::ServerError("out of memory".into())).is_err());
         assert!(token(&Reply::ClientError("non-numeric".into())).is_err());
         assert!(token(&Reply::En).is_err());

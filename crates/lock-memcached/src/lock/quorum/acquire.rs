@@ -91,7 +91,7 @@ impl MemcachedLock {
             data: value.clone(),
             ttl_secs: secs,
             counter: counter.clone(),
-            initial: fencing::initial_value(),
+            initial: fencing::initial_value(config.quarantine),
         });
         let replicas = Arc::new(Mutex::new(vec![None; n]));
         let mut answers = fan_out(ctx, servers, |_| Some((request.clone(), Call::once())));
