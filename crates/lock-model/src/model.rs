@@ -1187,6 +1187,61 @@ mod tests {
             .expect("acquire in flight")
     }
 
+    /// Client 0 collecting the replies of its first acquire (attempt 0, sent at tick 0).
+    fn acquiring(granted: ServerSet, counted: ServerSet, counters: [u64; MAX_SERVERS]) -> Phase {
+        Phase::Acquiring {
+            attempt: 0,
+            started_at: 0,
+            granted,
+            counted,
+            counters,
+        }
+    }
+
+    /// Every server holds client 0's item of attempt 0 (expiring at 3), and client 0 is in
+    /// `phase` of its first acquire.
+    fn all_servers_hold_client_0(p: &Params, phase: Phase) -> State {
+        let mut s = State::initial(p).remove(0);
+        for server in &mut s.servers {
+            server.item = Some(Item {
+                owner: 0,
+                attempt: 0,
+                expires_at: 3,
+            });
+        }
+        s.clients[0].acquires_started = 1;
+        s.clients[0].phase = phase;
+        s
+    }
+
+    /// A server holding client 1's item (expiring at 5) with counter 7.
+    fn held_by_client_1() -> Server {
+        Server {
+            item: Some(Item {
+                owner: 1,
+                attempt: 0,
+                expires_at: 5,
+            }),
+            counter: Some(7),
+            booted_at: None,
+        }
+    }
+
+    fn decide(state: &State, params: &Params, using: ServerSet) -> State {
+        step(state, params, Step::Decide { client: 0, using })
+    }
+
+    fn establish(state: &State, params: &Params, established: bool) -> State {
+        step(
+            state,
+            params,
+            Step::Establish {
+                client: 0,
+                established,
+            },
+        )
+    }
+
     #[test]
     fn acquire_on_a_free_server_stores_the_item_and_creates_the_counter() {
         let p = params();
@@ -1222,15 +1277,7 @@ mod tests {
     fn busy_server_advances_the_counter_and_keeps_the_item() {
         let p = params();
         let mut s = State::initial(&p).remove(0);
-        s.servers[0] = Server {
-            item: Some(Item {
-                owner: 1,
-                attempt: 0,
-                expires_at: 5,
-            }),
-            counter: Some(7),
-            booted_at: None,
-        };
+        s.servers[0] = held_by_client_1();
         let s = step(&s, &p, Step::StartAcquire { client: 0 });
         let m = acquire_message(&s, 0, 0);
         let s = step(&s, &p, Step::Deliver { message: m });
@@ -1246,15 +1293,7 @@ mod tests {
     fn restart_wipes_and_quarantines() {
         let p = params();
         let mut s = State::initial(&p).remove(0);
-        s.servers[2] = Server {
-            item: Some(Item {
-                owner: 1,
-                attempt: 0,
-                expires_at: 5,
-            }),
-            counter: Some(7),
-            booted_at: None,
-        };
+        s.servers[2] = held_by_client_1();
         let s = step(&s, &p, Step::Restart { server: 2 });
         assert_eq!(
             s.servers[2],
@@ -1311,30 +1350,9 @@ mod tests {
     #[test]
     fn decide_needs_a_counted_majority_and_time_left() {
         let p = params();
-        let mut s = State::initial(&p).remove(0);
-        for server in &mut s.servers {
-            server.item = Some(Item {
-                owner: 0,
-                attempt: 0,
-                expires_at: 3,
-            });
-        }
-        s.clients[0].acquires_started = 1;
-        s.clients[0].phase = Phase::Acquiring {
-            attempt: 0,
-            started_at: 0,
-            granted: 0b011,
-            counted: 0b001,
-            counters: [9, 4, 0, 0, 0, 0, 0, 0],
-        };
-        let failed = step(
-            &s,
-            &p,
-            Step::Decide {
-                client: 0,
-                using: 0b011,
-            },
-        );
+        let mut s =
+            all_servers_hold_client_0(&p, acquiring(0b011, 0b001, [9, 4, 0, 0, 0, 0, 0, 0]));
+        let failed = decide(&s, &p, 0b011);
         assert_eq!(failed.clients[0].phase, Phase::Idle);
         assert_eq!(
             failed.messages.len(),
@@ -1342,60 +1360,26 @@ mod tests {
             "releases to both granting servers"
         );
 
-        s.clients[0].phase = Phase::Acquiring {
-            attempt: 0,
-            started_at: 0,
-            granted: 0b011,
-            counted: 0b011,
-            counters: [9, 4, 0, 0, 0, 0, 0, 0],
-        };
-        let granted = step(
-            &s,
-            &p,
-            Step::Decide {
-                client: 0,
-                using: 0b011,
-            },
-        );
+        s.clients[0].phase = acquiring(0b011, 0b011, [9, 4, 0, 0, 0, 0, 0, 0]);
+        let granted = decide(&s, &p, 0b011);
         assert!(matches!(
             granted.clients[0].phase,
             Phase::WritingBack { token: 9, .. }
         ));
         assert!(granted.believes_valid(&p, 0));
         // The reply of s1 lost: no majority, the acquire fails and only s0 is released.
-        let lost = step(
-            &s,
-            &p,
-            Step::Decide {
-                client: 0,
-                using: 0b001,
-            },
-        );
+        let lost = decide(&s, &p, 0b001);
         assert_eq!(lost.clients[0].phase, Phase::Idle);
         assert_eq!(lost.messages.len(), 1);
 
         // ttl 3, drift 1: local deadline 1; at local tick 2 the validity is 3 - 2 - 1 = 0.
         let mut late = s.clone();
         late.now = 2;
-        let failed = step(
-            &late,
-            &p,
-            Step::Decide {
-                client: 0,
-                using: 0b011,
-            },
-        );
+        let failed = decide(&late, &p, 0b011);
         assert_eq!(failed.clients[0].phase, Phase::Idle);
         // With the clock stalled one tick (local 1) the client still decides GRANTED.
         late.clients[0].lag = 1;
-        let granted = step(
-            &late,
-            &p,
-            Step::Decide {
-                client: 0,
-                using: 0b011,
-            },
-        );
+        let granted = decide(&late, &p, 0b011);
         assert!(matches!(
             granted.clients[0].phase,
             Phase::WritingBack { .. }
@@ -1405,45 +1389,17 @@ mod tests {
     #[test]
     fn write_back_raises_counters_and_establishes_on_a_majority() {
         let p = params();
-        let mut s = State::initial(&p).remove(0);
-        for server in &mut s.servers {
-            server.item = Some(Item {
-                owner: 0,
-                attempt: 0,
-                expires_at: 3,
-            });
-        }
-        s.clients[0].acquires_started = 1;
-        s.clients[0].phase = Phase::Acquiring {
-            attempt: 0,
-            started_at: 0,
-            granted: 0b111,
-            counted: 0b111,
-            counters: [50, 2, 3, 0, 0, 0, 0, 0],
-        };
+        let mut s =
+            all_servers_hold_client_0(&p, acquiring(0b111, 0b111, [50, 2, 3, 0, 0, 0, 0, 0]));
         s.servers[1].counter = Some(3);
-        let s = step(
-            &s,
-            &p,
-            Step::Decide {
-                client: 0,
-                using: 0b111,
-            },
-        );
+        let s = decide(&s, &p, 0b111);
         let m = *s.messages.iter().find(|m| m.server == 1).unwrap();
         let s = step(&s, &p, Step::Deliver { message: m });
         assert_eq!(s.servers[1].counter, Some(50));
         let one_ack = s.clone();
         let m = *s.messages.iter().find(|m| m.server == 2).unwrap();
         let s = step(&s, &p, Step::Deliver { message: m });
-        let held = step(
-            &s,
-            &p,
-            Step::Establish {
-                client: 0,
-                established: true,
-            },
-        );
+        let held = establish(&s, &p, true);
         assert_eq!(
             held.clients[0].phase,
             Phase::Holding {
@@ -1461,14 +1417,7 @@ mod tests {
                 }),
             "one ack of three is no majority"
         );
-        let failed = step(
-            &one_ack,
-            &p,
-            Step::Establish {
-                client: 0,
-                established: false,
-            },
-        );
+        let failed = establish(&one_ack, &p, false);
         assert_eq!(failed.clients[0].phase, Phase::Idle);
         assert_eq!(
             failed
