@@ -960,42 +960,24 @@ async fn run(s: Settings) -> Res<()> {
             let (c, d) = (s.raw_max_conns, s.raw_max_depth);
             this_round.push(raw_pipelined(&s, &server, "raw_max", c, c * d).await?);
         }
-        if let Some(lock) = &lock {
-            if s.wants("seq") {
-                this_round.push(lock_seq(&s, &**lock, "seq", "memcached").await?);
+        // The same loops on each memcached lock that was opened.
+        let opened_locks = [
+            (&lock, "seq", "parallel", "memcached"),
+            (&classic, "classic_seq", "classic_parallel", "classic"),
+            (&quorum, "quorum_seq", "quorum_parallel", "quorum"),
+        ];
+        for (lock, seq, parallel, backend) in opened_locks {
+            let Some(lock) = lock else { continue };
+            if s.wants(seq) {
+                this_round.push(lock_seq(&s, &**lock, seq, backend).await?);
             }
-            if s.wants("parallel") {
-                let o = lock_parallel(&s, lock.clone(), at("parallel", "memcached", s.pool_size))
-                    .await?;
-                this_round.push(o);
-            }
-            if s.wants("contended") {
-                let o = lock_contended(&s, lock.clone(), at("contended", "memcached", s.pool_size))
-                    .await?;
-                this_round.push(o);
-            }
-        }
-        if let Some(lock) = &classic {
-            if s.wants("classic_seq") {
-                this_round.push(lock_seq(&s, &**lock, "classic_seq", "classic").await?);
-            }
-            if s.wants("classic_parallel") {
-                let o = lock_parallel(
-                    &s,
-                    lock.clone(),
-                    at("classic_parallel", "classic", s.pool_size),
-                )
-                .await?;
-                this_round.push(o);
-            }
-        }
-        if let Some(lock) = &quorum {
-            if s.wants("quorum_seq") {
-                this_round.push(lock_seq(&s, &**lock, "quorum_seq", "quorum").await?);
-            }
-            if s.wants("quorum_parallel") {
-                let labels = at("quorum_parallel", "quorum", s.pool_size);
+            if s.wants(parallel) {
+                let labels = at(parallel, backend, s.pool_size);
                 this_round.push(lock_parallel(&s, lock.clone(), labels).await?);
+            }
+            if backend == "memcached" && s.wants("contended") {
+                let labels = at("contended", backend, s.pool_size);
+                this_round.push(lock_contended(&s, lock.clone(), labels).await?);
             }
         }
         if s.wants("memory_seq") {

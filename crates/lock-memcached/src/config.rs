@@ -203,47 +203,36 @@ impl MemcachedLockConfig {
                 "at most 2592000 seconds (memcached reads longer ttls as absolute times)",
             ));
         }
-        let distribution = match config.get("options.distribution").map(str::trim) {
-            None => d.distribution,
-            Some(v) if v.eq_ignore_ascii_case("ketama") || v.eq_ignore_ascii_case("consistent") => {
-                KeyDistribution::Ketama
-            }
-            Some(v) if v.eq_ignore_ascii_case("modula") || v.eq_ignore_ascii_case("crc32") => {
-                KeyDistribution::Modula
-            }
-            Some(v) => {
-                return Err(Error::bad_config_value(
-                    "options.distribution",
-                    v,
-                    "ketama or modula",
-                ));
-            }
-        };
-        let protocol = match config.get("options.protocol").map(str::trim) {
-            None => d.protocol,
-            Some(v) if v.eq_ignore_ascii_case("auto") => ProtocolMode::Auto,
-            Some(v) if v.eq_ignore_ascii_case("meta") => ProtocolMode::Meta,
-            Some(v) if v.eq_ignore_ascii_case("classic") => ProtocolMode::Classic,
-            Some(v) => {
-                return Err(Error::bad_config_value(
-                    "options.protocol",
-                    v,
-                    "auto, meta or classic",
-                ));
-            }
-        };
-        let mode = match config.get("options.mode").map(str::trim) {
-            None => d.mode,
-            Some(v) if v.eq_ignore_ascii_case("sharded") => LockMode::Sharded,
-            Some(v) if v.eq_ignore_ascii_case("quorum") => LockMode::Quorum,
-            Some(v) => {
-                return Err(Error::bad_config_value(
-                    "options.mode",
-                    v,
-                    "sharded or quorum",
-                ));
-            }
-        };
+        let distribution = choice(
+            config,
+            "options.distribution",
+            d.distribution,
+            &[
+                ("ketama", KeyDistribution::Ketama),
+                ("consistent", KeyDistribution::Ketama),
+                ("modula", KeyDistribution::Modula),
+                ("crc32", KeyDistribution::Modula),
+            ],
+            "ketama or modula",
+        )?;
+        let protocol = choice(
+            config,
+            "options.protocol",
+            d.protocol,
+            &[
+                ("auto", ProtocolMode::Auto),
+                ("meta", ProtocolMode::Meta),
+                ("classic", ProtocolMode::Classic),
+            ],
+            "auto, meta or classic",
+        )?;
+        let mode = choice(
+            config,
+            "options.mode",
+            d.mode,
+            &[("sharded", LockMode::Sharded), ("quorum", LockMode::Quorum)],
+            "sharded or quorum",
+        )?;
         let max_ttl = ms("max_ttl", d.max_ttl)?;
         if max_ttl < Duration::from_secs(2) || max_ttl.as_secs() > MAX_EXPIRATION_SECS {
             return Err(Error::bad_config_value(
@@ -317,4 +306,23 @@ impl MemcachedLockConfig {
             distribution: self.distribution,
         }
     }
+}
+
+/// The value named (case-insensitively) by `key`, `default` when absent; any other value is
+/// an error naming the key, the value and `expected`.
+fn choice<T: Copy>(
+    config: &ConfigParams,
+    key: &str,
+    default: T,
+    names: &[(&str, T)],
+    expected: &str,
+) -> Result<T> {
+    let Some(value) = config.get(key).map(str::trim) else {
+        return Ok(default);
+    };
+    names
+        .iter()
+        .find(|(name, _)| value.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+        .ok_or_else(|| Error::bad_config_value(key, value, expected))
 }

@@ -48,6 +48,16 @@ async fn quorum_lock(servers: &[MemcachedServer]) -> MemcachedLock {
     lock
 }
 
+/// The error of an acquire that no majority can grant (it must be `NO_QUORUM`).
+async fn no_quorum(lock: &MemcachedLock, name: &str) -> commons::Error {
+    let err = lock
+        .try_acquire_lock(&Context::new(), &unique_key(name), TTL)
+        .await
+        .expect_err("no majority can grant it");
+    assert_eq!(err.code(), lock_memcached::codes::NO_QUORUM, "{err}");
+    err
+}
+
 #[tokio::test]
 async fn a_minority_down_does_not_stop_the_lock_and_a_majority_down_is_an_outage() {
     let mut servers = aged_quorum(3).await;
@@ -65,11 +75,7 @@ async fn a_minority_down_does_not_stop_the_lock_and_a_majority_down_is_an_outage
     assert!(!b.try_acquire_lock(&ctx, &key, TTL).await.expect("busy"));
     assert!(a.release_owned(&ctx, &key).await.expect("release"));
     servers[1].stop();
-    let err = a
-        .try_acquire_lock(&ctx, &unique_key("outage"), TTL)
-        .await
-        .expect_err("1 of 3 is no majority");
-    assert_eq!(err.code(), lock_memcached::codes::NO_QUORUM, "{err}");
+    let err = no_quorum(&a, "outage").await;
     assert_eq!(err.kind(), ErrorKind::Connection);
     for s in &servers {
         assert!(
@@ -87,11 +93,7 @@ async fn a_restarted_server_does_not_count_until_its_quarantine_has_passed() {
     servers[0].restart().expect("restart");
     servers[1].stop();
     // Two servers answer, but one of them just restarted: it may have lost a held lock.
-    let err = lock
-        .try_acquire_lock(&ctx, &unique_key("quarantine"), TTL)
-        .await
-        .expect_err("a restarted server must not make a majority");
-    assert_eq!(err.code(), lock_memcached::codes::NO_QUORUM, "{err}");
+    let err = no_quorum(&lock, "quarantine").await;
     assert!(err.message().contains("quarantine"), "{err}");
     tokio::time::sleep(LIMIT + Duration::from_millis(300)).await;
     assert!(

@@ -137,18 +137,9 @@ impl Request {
         }
     }
 
-    /// A short name for messages (`ms`, `md`, ...).
+    /// A short name for messages (`ms`, `md`, ...): the name of the request its reply answers.
     pub(crate) fn command_name(&self) -> &'static str {
-        match self {
-            Request::Set { .. } => "ms",
-            Request::Acquire(_) => "ms+ma",
-            Request::Raise { .. } => "ma",
-            Request::Delete { .. } => "md",
-            Request::Get { .. } => "mg",
-            Request::Noop => "mn",
-            Request::Version => "version",
-            Request::Stats => "stats",
-        }
+        shape_name(self.shape(0))
     }
 
     /// Appends the request's bytes to `buf`. `opaque` is used by `ms`/`md`/`mg` only.
@@ -163,24 +154,10 @@ impl Request {
             } => encode_set(buf, key, data, *mode, *ttl_secs, opaque),
             Request::Acquire(a) => {
                 encode_set(buf, &a.key, &a.data, SetMode::Add, a.ttl_secs, opaque);
-                key_token(buf, b"ma", &a.counter);
-                base64_flag(buf, &a.counter);
                 // N0: created never expiring; J: its first value.
-                buf.extend_from_slice(b" N0 J");
-                push_decimal(buf, a.initial);
-                buf.extend_from_slice(b" v O");
-                push_decimal(buf, u64::from(opaque));
-                buf.extend_from_slice(b"\r\n");
+                encode_ma(buf, &a.counter, b" N0 J", a.initial, opaque);
             }
-            Request::Raise { counter, by } => {
-                key_token(buf, b"ma", counter);
-                base64_flag(buf, counter);
-                buf.extend_from_slice(b" D");
-                push_decimal(buf, *by);
-                buf.extend_from_slice(b" v O");
-                push_decimal(buf, u64::from(opaque));
-                buf.extend_from_slice(b"\r\n");
-            }
+            Request::Raise { counter, by } => encode_ma(buf, counter, b" D", *by, opaque),
             Request::Delete { key, cas } => {
                 key_token(buf, b"md", key);
                 base64_flag(buf, key);
@@ -214,6 +191,17 @@ fn base64_flag(buf: &mut Vec<u8>, key: &WireKey) {
     if key.is_base64() {
         buf.extend_from_slice(b" b");
     }
+}
+
+/// `ma <counter> [b]<flag><number> v O<opaque>`: the counter's new value comes back.
+fn encode_ma(buf: &mut Vec<u8>, counter: &WireKey, flag: &[u8], number: u64, opaque: u32) {
+    key_token(buf, b"ma", counter);
+    base64_flag(buf, counter);
+    buf.extend_from_slice(flag);
+    push_decimal(buf, number);
+    buf.extend_from_slice(b" v O");
+    push_decimal(buf, u64::from(opaque));
+    buf.extend_from_slice(b"\r\n");
 }
 
 /// `ms <key> <len> [b] ME|C<cas> T<ttl> c O<opaque>` + data line.

@@ -44,10 +44,6 @@ pub(super) struct HeldLease {
 }
 
 impl HeldLease {
-    pub(super) fn is_valid(&self) -> bool {
-        Instant::now() < self.valid_until
-    }
-
     /// The record of an acquire whose outcome is unknown: never valid (nothing is known to
     /// be held), kept so that the owner's release can still delete the item by its token.
     pub(super) fn unconfirmed(
@@ -92,18 +88,33 @@ impl HeldLease {
     }
 
     pub(super) fn to_lease(&self, key: &str) -> Lease {
-        let lease = Lease::new(
+        lease_of(
             key,
-            LockValue::token(&self.value),
-            self.fencing.ok(),
-            self.ttl,
-            self.acquired_at,
-            self.valid_until,
-        );
-        match self.fencing {
-            Ok(_) => lease,
-            Err(why) => lease.without_fencing(why),
-        }
+            &self.value,
+            self.fencing,
+            (self.ttl, self.acquired_at, self.valid_until),
+        )
+    }
+}
+
+/// The `Lease` a caller sees for an acquisition whose stored `value` carries its token.
+pub(super) fn lease_of(
+    key: &str,
+    value: &[u8],
+    fencing: std::result::Result<u64, &'static str>,
+    (ttl, acquired_at, valid_until): (Duration, Instant, Instant),
+) -> Lease {
+    let lease = Lease::new(
+        key,
+        LockValue::token(value),
+        fencing.ok(),
+        ttl,
+        acquired_at,
+        valid_until,
+    );
+    match fencing {
+        Ok(_) => lease,
+        Err(why) => lease.without_fencing(why),
     }
 }
 
@@ -124,23 +135,30 @@ pub(super) trait Record: Clone {
     fn is_confirmed(&self) -> bool;
 }
 
-impl Record for HeldLease {
-    fn stored(&self) -> &Arc<[u8]> {
-        &self.value
-    }
-
-    fn gone_by(&self) -> Instant {
-        self.gone_by
-    }
-
-    fn is_valid(&self) -> bool {
-        HeldLease::is_valid(self)
-    }
-
-    fn is_confirmed(&self) -> bool {
-        self.cas.is_some()
-    }
+/// `Record` for a lease type with the fields `value`, `gone_by` and `valid_until`; `confirmed`
+/// says whether a record of it is known to have stored its item.
+macro_rules! record {
+    ($lease:ty, |$held:ident| $confirmed:expr) => {
+        impl $crate::lock::lease::Record for $lease {
+            fn stored(&self) -> &std::sync::Arc<[u8]> {
+                &self.value
+            }
+            fn gone_by(&self) -> tokio::time::Instant {
+                self.gone_by
+            }
+            fn is_valid(&self) -> bool {
+                tokio::time::Instant::now() < self.valid_until
+            }
+            fn is_confirmed(&self) -> bool {
+                let $held = self;
+                $confirmed
+            }
+        }
+    };
 }
+pub(super) use record;
+
+record!(HeldLease, |held| held.cas.is_some());
 
 /// The leases of one instance, by caller key.
 #[derive(Debug)]
@@ -273,6 +291,22 @@ impl<R: Record> LeaseTable<R> {
                 .remove_if(key, |_, h| LockValue::token(h.stored()) == token),
         }
         .map(|(_, held)| held)
+    }
+
+    /// Takes out the record of `key` (see [`LeaseTable::take`]); without one, checks the key
+    /// (only a valid key can be in the table, so the others are reported here, off the hot
+    /// path).
+    pub(super) fn take_checked(
+        &self,
+        ctx: &Context,
+        key: &str,
+        token: Option<&str>,
+        config: &MemcachedLockConfig,
+    ) -> Result<Option<R>> {
+        match self.take(key, token) {
+            Some(held) => Ok(Some(held)),
+            None => crate::key::wire_key(ctx, key, config).map(|_| None),
+        }
     }
 
     /// Forgets the acquisition whose value is `value` (a newer one of the key stays).

@@ -9,7 +9,6 @@ use super::extend::CAS_RACES;
 use super::lease::HeldLease;
 use crate::client::{Call, Endpoint, Reply, Request, ServerIdentity, WireKey};
 use crate::codes::SERVER_RESTARTED;
-use crate::key::wire_key;
 
 impl MemcachedLock {
     /// Releases this owner's lock on `key` (only the acquisition with `token`, when given);
@@ -21,10 +20,7 @@ impl MemcachedLock {
         token: Option<&str>,
     ) -> Result<bool> {
         let opened = self.opened(ctx)?;
-        let Some(held) = self.leases.take(key, token) else {
-            // Only a valid key can be in the table: validate (and report) the others here,
-            // off the hot path.
-            wire_key(ctx, key, &opened.config)?;
+        let Some(held) = self.leases.take_checked(ctx, key, token, &opened.config)? else {
             return Ok(false);
         };
         match delete_held(ctx, &held).await {

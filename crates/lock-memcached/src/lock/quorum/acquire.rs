@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use commons::{Context, Error, ErrorKind, Result, codes};
+use commons::{Context, Error, ErrorKind, Result};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -63,20 +63,8 @@ impl MemcachedLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<QuorumHeld>> {
-        let (opened, wire, secs) = self.prepare(ctx, key, ttl)?;
+        let (opened, wire, secs) = self.prepare_quorum(ctx, key, ttl)?;
         let config = &opened.config;
-        if ttl > config.max_ttl {
-            return Err(Error::bad_request(
-                codes::BAD_TTL,
-                format!(
-                    "ttl of {} ms exceeds options.max_ttl ({} ms), the longest a quorum lock takes",
-                    ttl.as_millis(),
-                    config.max_ttl.as_millis()
-                ),
-            )
-            .with_detail("key", key)
-            .with_context(ctx));
-        }
         if self.quorum_leases.holds_valid(key) {
             return Ok(None); // not reentrant
         }

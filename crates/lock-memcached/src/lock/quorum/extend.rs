@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use commons::{Context, Error, Result, codes};
+use commons::{Context, Result};
 use lock_core::Lease;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -26,20 +26,8 @@ impl MemcachedLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let (opened, _, secs) = self.prepare(ctx, key, ttl)?;
+        let (opened, _, secs) = self.prepare_quorum(ctx, key, ttl)?;
         let config = &opened.config;
-        if ttl > config.max_ttl {
-            return Err(Error::bad_request(
-                codes::BAD_TTL,
-                format!(
-                    "ttl of {} ms exceeds options.max_ttl ({} ms)",
-                    ttl.as_millis(),
-                    config.max_ttl.as_millis()
-                ),
-            )
-            .with_detail("key", key)
-            .with_context(ctx));
-        }
         let _turn = self.quorum_leases.extend_turn(key).await;
         let Some(held) = self.quorum_leases.get(key) else {
             return Ok(None);

@@ -22,16 +22,15 @@ pub(super) use release::release_replicas;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use commons::{Context, Error, ErrorKind, Result};
+use commons::{Context, Error, ErrorKind, Result, codes};
 use lock_core::Lease;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::lease::Record;
+use super::lease::{lease_of, record};
 use crate::client::{Call, Endpoint, Executed, Request, ServerIdentity, WireKey};
 use crate::codes::NO_QUORUM;
 use crate::config::MemcachedLockConfig;
-use crate::value::LockValue;
 
 /// One server's copy of a quorum lock.
 #[derive(Debug, Clone, Copy)]
@@ -61,36 +60,42 @@ impl QuorumHeld {
     }
 
     pub(super) fn to_lease(&self, key: &str) -> Lease {
-        let lease = Lease::new(
+        lease_of(
             key,
-            LockValue::token(&self.value),
-            self.fencing.ok(),
-            self.ttl,
-            self.acquired_at,
-            self.valid_until,
-        );
-        match self.fencing {
-            Ok(_) => lease,
-            Err(why) => lease.without_fencing(why),
-        }
+            &self.value,
+            self.fencing,
+            (self.ttl, self.acquired_at, self.valid_until),
+        )
     }
 }
 
-impl Record for QuorumHeld {
-    fn stored(&self) -> &Arc<[u8]> {
-        &self.value
-    }
+// Every record of a quorum lease is confirmed: it is only kept once a majority granted it.
+record!(QuorumHeld, |_held| true);
 
-    fn gone_by(&self) -> Instant {
-        self.gone_by
-    }
-
-    fn is_valid(&self) -> bool {
-        Instant::now() < self.valid_until
-    }
-
-    fn is_confirmed(&self) -> bool {
-        true
+impl super::MemcachedLock {
+    /// [`prepare`](super::MemcachedLock::prepare), and the ttl within `options.max_ttl`, the
+    /// longest a quorum lock takes (the quarantine rests on it).
+    fn prepare_quorum(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<(Arc<super::Opened>, WireKey, u32)> {
+        let prepared = self.prepare(ctx, key, ttl)?;
+        let max_ttl = prepared.0.config.max_ttl;
+        if ttl > max_ttl {
+            return Err(Error::bad_request(
+                codes::BAD_TTL,
+                format!(
+                    "ttl of {} ms exceeds options.max_ttl ({} ms), the longest a quorum lock takes",
+                    ttl.as_millis(),
+                    max_ttl.as_millis()
+                ),
+            )
+            .with_detail("key", key)
+            .with_context(ctx));
+        }
+        Ok(prepared)
     }
 }
 

@@ -13,7 +13,6 @@ use super::super::release::delete_if_token;
 use super::{QuorumHeld, Replica};
 use crate::client::{Call, Endpoint, Reply, Request};
 use crate::codes::SERVER_RESTARTED;
-use crate::key::wire_key;
 
 impl MemcachedLock {
     /// Releases this owner's quorum lock on `key` (only the acquisition with `token`, when
@@ -25,8 +24,10 @@ impl MemcachedLock {
         token: Option<&str>,
     ) -> Result<bool> {
         let opened = self.opened(ctx)?;
-        let Some(held) = self.quorum_leases.take(key, token) else {
-            wire_key(ctx, key, &opened.config)?;
+        let Some(held) = self
+            .quorum_leases
+            .take_checked(ctx, key, token, &opened.config)?
+        else {
             return Ok(false);
         };
         let deleted = release_replicas(ctx, opened.cluster.servers(), &held).await;
