@@ -429,44 +429,36 @@ pub async fn run_chaos(options: ChaosOptions) -> Result<Value, String> {
     };
     // The scheduler: every server-side kind once (shuffled), then at random; stops a
     // second before the workers do so that the last fault has ended.
+    // A restart into quarantine is a quorum-mode fault only.
+    let in_mode =
+        |k: &FaultKind| options.mode == Mode::Quorum || *k != FaultKind::RestartInQuarantine;
     let mut plan: Vec<FaultKind> = FaultKind::ALL
         .into_iter()
-        .filter(|k| {
-            *k != FaultKind::HolderSleep
-                && (options.mode == Mode::Quorum || *k != FaultKind::RestartInQuarantine)
-        })
+        .filter(|k| *k != FaultKind::HolderSleep && in_mode(k))
         .collect();
     plan.shuffle(&mut rng);
     let stop_at = started + options.duration.saturating_sub(Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // After the plan, at random from this mix (the mode's kinds, in this order, some weighted).
+    let random_mix: Vec<FaultKind> = [
+        FaultKind::Restart,
+        FaultKind::RestartInQuarantine,
+        FaultKind::ServerPause,
+        FaultKind::ClientPause,
+        FaultKind::ConnectionReset,
+        FaultKind::ConnectionReset,
+        FaultKind::Delay,
+        FaultKind::Delay,
+        FaultKind::Eviction,
+    ]
+    .into_iter()
+    .filter(in_mode)
+    .collect();
     let mut planned = plan.into_iter();
     while Instant::now() + options.ttl < stop_at {
-        let kind = planned.next().unwrap_or_else(|| {
-            let all: &[FaultKind] = match options.mode {
-                Mode::Sharded => &[
-                    FaultKind::Restart,
-                    FaultKind::ServerPause,
-                    FaultKind::ClientPause,
-                    FaultKind::ConnectionReset,
-                    FaultKind::ConnectionReset,
-                    FaultKind::Delay,
-                    FaultKind::Delay,
-                    FaultKind::Eviction,
-                ],
-                Mode::Quorum => &[
-                    FaultKind::Restart,
-                    FaultKind::RestartInQuarantine,
-                    FaultKind::ServerPause,
-                    FaultKind::ClientPause,
-                    FaultKind::ConnectionReset,
-                    FaultKind::ConnectionReset,
-                    FaultKind::Delay,
-                    FaultKind::Delay,
-                    FaultKind::Eviction,
-                ],
-            };
-            all[rng.random_range(0..all.len())]
-        });
+        let kind = planned
+            .next()
+            .unwrap_or_else(|| random_mix[rng.random_range(0..random_mix.len())]);
         rig.inject(kind, &mut rng, options.ttl, options.timeout)
             .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..900))).await;

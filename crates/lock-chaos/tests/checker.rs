@@ -32,19 +32,58 @@ fn write(holder: &str, token: u64, at: u64, accepted: bool) -> Write {
     }
 }
 
-fn restart(start: u64, end: u64) -> Fault {
+/// A fault of `kind` on server 0 from `start` to `end` ms.
+fn fault(kind: FaultKind, start: u64, end: u64) -> Fault {
     Fault {
-        kind: FaultKind::Restart,
+        kind,
         target: Some(0),
         start_ns: start * MS,
         end_ns: end * MS,
     }
 }
 
+fn restart(start: u64, end: u64) -> Fault {
+    fault(FaultKind::Restart, start, end)
+}
+
+/// a holds from 1 to 10 ms, then b from 12 to 20 ms, both valid to the end: no overlap.
+fn sequential_valid_pair() -> [Holder; 2] {
+    [
+        holder("a", 0, 1, 10, 1000, true),
+        holder("b", 11, 12, 20, 1000, true),
+    ]
+}
+
+/// a holds from 1 to 100 ms and b from 51 to 60 ms, both valid to the end: an overlap.
+fn overlapping_valid_pair() -> [Holder; 2] {
+    [
+        holder("a", 0, 1, 100, 1000, true),
+        holder("b", 50, 51, 60, 1000, true),
+    ]
+}
+
+/// a writes with token 5 at 2 ms, b with token 9 at `b_at` ms, then a again at 99 ms with
+/// `late_token`, `late_accepted` or refused by the resource.
+fn a_b_then_late_a(b_at: u64, late_token: u64, late_accepted: bool) -> [Write; 3] {
+    [
+        write("a", 5, 2, true),
+        write("b", 9, b_at, true),
+        write("a", late_token, 99, late_accepted),
+    ]
+}
+
+/// a holder whose item was found missing on the server at 2 ms, right after it acquired.
+fn missing_right_after_acquire() -> Holder {
+    Holder {
+        on_server: Some(false),
+        on_server_checked_ns: 2 * MS,
+        ..holder("a", 0, 1, 10, 1000, true)
+    }
+}
+
 #[test]
 fn sequential_holders_are_clean() {
-    let a = holder("a", 0, 1, 10, 1000, true);
-    let b = holder("b", 11, 12, 20, 1000, true);
+    let [a, b] = sequential_valid_pair();
     let writes = [write("a", 1, 2, true), write("b", 2, 13, true)];
     let r = check(&[a, b], &writes, &[]);
     assert!(r.ok(), "{r:?}");
@@ -54,8 +93,7 @@ fn sequential_holders_are_clean() {
 
 #[test]
 fn overlap_of_two_valid_holders_without_a_fault_is_unexplained() {
-    let a = holder("a", 0, 1, 100, 1000, true);
-    let b = holder("b", 50, 51, 60, 1000, true);
+    let [a, b] = overlapping_valid_pair();
     let r = check(&[a, b], &[], &[]);
     assert_eq!(r.overlaps_both_valid, 1);
     assert_eq!(r.overlaps_unexplained, 1);
@@ -66,26 +104,17 @@ fn overlap_of_two_valid_holders_without_a_fault_is_unexplained() {
 
 #[test]
 fn a_server_pause_does_not_explain_an_overlap() {
-    let a = holder("a", 0, 1, 100, 1000, true);
-    let b = holder("b", 50, 51, 60, 1000, true);
-    let pause = Fault {
-        kind: FaultKind::ServerPause,
-        ..restart(20, 40)
-    };
+    let [a, b] = overlapping_valid_pair();
+    let pause = fault(FaultKind::ServerPause, 20, 40);
     let r = check(&[a, b], &[], &[pause]);
     assert_eq!(r.overlaps_unexplained, 1);
 }
 
 #[test]
 fn a_restart_explains_an_overlap_only_if_fencing_held() {
-    let a = holder("a", 0, 1, 100, 1000, true);
-    let b = holder("b", 50, 51, 60, 1000, true);
+    let [a, b] = overlapping_valid_pair();
     // Fenced: a's late write was refused after b wrote.
-    let fenced = [
-        write("a", 5, 2, true),
-        write("b", 9, 52, true),
-        write("a", 5, 99, false),
-    ];
+    let fenced = a_b_then_late_a(52, 5, false);
     let r = check(&[a.clone(), b.clone()], &fenced, &[restart(20, 40)]);
     assert_eq!(
         (r.overlaps_explained, r.overlaps_unexplained),
@@ -95,11 +124,7 @@ fn a_restart_explains_an_overlap_only_if_fencing_held() {
     assert_eq!(r.false_acquires_explained, 1);
     assert!(r.ok(), "{r:?}");
     // Not fenced: the resource accepted a's write after b's (a stale write).
-    let leaked = [
-        write("a", 5, 2, true),
-        write("b", 9, 52, true),
-        write("a", 9, 99, true),
-    ];
+    let leaked = a_b_then_late_a(52, 9, true);
     let r = check(&[a, b], &leaked, &[restart(20, 40)]);
     assert_eq!(r.overlaps_unexplained, 1);
     assert_eq!(r.stale_writes_accepted, 1);
@@ -111,11 +136,7 @@ fn an_overlap_the_holder_knew_about_is_exposed() {
     // a slept through its lease (deadline 30) and came back at 100.
     let a = holder("a", 0, 1, 100, 30, false);
     let b = holder("b", 40, 41, 60, 1000, true);
-    let writes = [
-        write("a", 5, 2, true),
-        write("b", 9, 42, true),
-        write("a", 5, 99, false),
-    ];
+    let writes = a_b_then_late_a(42, 5, false);
     let r = check(&[a, b], &writes, &[]);
     assert_eq!(r.overlaps_exposed_by_validity, 1);
     assert_eq!(r.false_acquires, 0, "b came after a's deadline");
@@ -137,15 +158,10 @@ fn a_lease_already_dead_on_return_is_not_a_false_acquire() {
 
 #[test]
 fn item_missing_right_after_acquire_is_a_false_acquire_unless_evicted() {
-    let mut a = holder("a", 0, 1, 10, 1000, true);
-    a.on_server = Some(false);
-    a.on_server_checked_ns = 2 * MS;
+    let a = missing_right_after_acquire();
     let r = check(std::slice::from_ref(&a), &[], &[]);
     assert_eq!((r.on_server_samples, r.false_acquires), (1, 1));
-    let eviction = Fault {
-        kind: FaultKind::Eviction,
-        ..restart(0, 5)
-    };
+    let eviction = fault(FaultKind::Eviction, 0, 5);
     let r = check(&[a], &[], &[eviction]);
     assert_eq!((r.false_acquires, r.false_acquires_explained), (0, 1));
 }
@@ -162,8 +178,7 @@ fn lost_without_signal_is_counted() {
 
 #[test]
 fn a_newest_holder_refused_is_a_fresh_rejection() {
-    let a = holder("a", 0, 1, 10, 1000, true);
-    let b = holder("b", 11, 12, 20, 1000, true);
+    let [a, b] = sequential_valid_pair();
     // b's token went backwards (lower than a's).
     let writes = [write("a", 9, 2, true), write("b", 3, 13, false)];
     let r = check(&[a, b], &writes, &[]);
@@ -187,13 +202,8 @@ fn holders_round_trip_through_json() {
 
 #[test]
 fn in_quorum_mode_no_fault_explains_two_valid_holders() {
-    let a = holder("a", 0, 1, 100, 1000, true);
-    let b = holder("b", 50, 51, 60, 1000, true);
-    let fenced = [
-        write("a", 5, 2, true),
-        write("b", 9, 52, true),
-        write("a", 5, 99, false),
-    ];
+    let [a, b] = overlapping_valid_pair();
+    let fenced = a_b_then_late_a(52, 5, false);
     // Restarts of every server, even a restart into quarantine, explain nothing.
     let faults: Vec<Fault> = (0..5)
         .map(|s| Fault {
@@ -225,24 +235,18 @@ fn in_quorum_mode_no_fault_explains_two_valid_holders() {
 
 #[test]
 fn in_quorum_mode_a_sample_without_a_majority_is_explained_by_any_server_fault() {
-    let mut a = holder("a", 0, 1, 10, 1000, true);
-    a.on_server = Some(false);
-    a.on_server_checked_ns = 2 * MS;
+    let a = missing_right_after_acquire();
     let r = check_mode(std::slice::from_ref(&a), &[], &[], Mode::Quorum);
     assert_eq!(r.false_acquires, 1);
     // A pause of another server (one replica not answering in time) explains it.
     let pause = Fault {
-        kind: FaultKind::ServerPause,
         target: Some(3),
-        ..restart(0, 5)
+        ..fault(FaultKind::ServerPause, 0, 5)
     };
     let r = check_mode(std::slice::from_ref(&a), &[], &[pause], Mode::Quorum);
     assert_eq!((r.false_acquires, r.false_acquires_explained), (0, 1));
     // A client pause does not.
-    let frozen = Fault {
-        kind: FaultKind::ClientPause,
-        ..restart(0, 5)
-    };
+    let frozen = fault(FaultKind::ClientPause, 0, 5);
     let r = check_mode(&[a], &[], &[frozen], Mode::Quorum);
     assert_eq!(r.false_acquires, 1);
 }
