@@ -41,10 +41,23 @@ async fn wait_for_count(proxy: &FaultProxy, n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwards_both_ways_and_counts_connections() {
+/// A server and a fault proxy in front of it.
+async fn proxied() -> (MemcachedServer, FaultProxy) {
     let server = MemcachedServer::start().unwrap();
     let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    (server, proxy)
+}
+
+/// A connection through `proxy` that was seen to answer `version`.
+async fn answering(proxy: &FaultProxy) -> TcpStream {
+    let mut conn = TcpStream::connect(proxy.address()).await.unwrap();
+    assert!(ask(&mut conn, "version\r\n").await.starts_with("VERSION"));
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_both_ways_and_counts_connections() {
+    let (server, proxy) = proxied().await;
     assert_eq!(proxy.address(), format!("127.0.0.1:{}", proxy.port()));
     assert_eq!(proxy.target(), server.socket_addr());
     assert_ne!(proxy.port(), server.port());
@@ -77,8 +90,7 @@ async fn forwards_both_ways_and_counts_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_holds_back_replies() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    let (_server, proxy) = proxied().await;
     let mut conn = TcpStream::connect(proxy.address()).await.unwrap();
     let delay = Duration::from_millis(300);
     proxy.set_delay(delay);
@@ -107,10 +119,8 @@ async fn delay_holds_back_replies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stall_holds_bytes_until_unstall() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
-    let mut conn = TcpStream::connect(proxy.address()).await.unwrap();
-    assert!(ask(&mut conn, "version\r\n").await.starts_with("VERSION"));
+    let (server, proxy) = proxied().await;
+    let mut conn = answering(&proxy).await;
 
     proxy.stall();
     conn.write_all(b"set held 0 0 4\r\ndata\r\n").await.unwrap();
@@ -135,8 +145,7 @@ async fn stall_holds_bytes_until_unstall() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_all_breaks_live_connections_only() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    let (_server, proxy) = proxied().await;
     let mut a = TcpStream::connect(proxy.address()).await.unwrap();
     let mut b = TcpStream::connect(proxy.address()).await.unwrap();
     assert!(ask(&mut a, "version\r\n").await.starts_with("VERSION"));
@@ -155,16 +164,13 @@ async fn reset_all_breaks_live_connections_only() {
     wait_for_count(&proxy, 0).await;
 
     // New connections work again.
-    let mut c = TcpStream::connect(proxy.address()).await.unwrap();
-    assert!(ask(&mut c, "version\r\n").await.starts_with("VERSION"));
+    answering(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_new_connections_closes_new_clients_only() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
-    let mut old = TcpStream::connect(proxy.address()).await.unwrap();
-    assert!(ask(&mut old, "version\r\n").await.starts_with("VERSION"));
+    let (_server, proxy) = proxied().await;
+    let mut old = answering(&proxy).await;
 
     proxy.drop_new_connections(true);
     let mut refused = TcpStream::connect(proxy.address()).await.unwrap();
@@ -178,14 +184,12 @@ async fn drop_new_connections_closes_new_clients_only() {
     assert_eq!(proxy.connection_count(), 1);
 
     proxy.drop_new_connections(false);
-    let mut fresh = TcpStream::connect(proxy.address()).await.unwrap();
-    assert!(ask(&mut fresh, "version\r\n").await.starts_with("VERSION"));
+    answering(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reply_rewriter_changes_server_bytes() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    let (_server, proxy) = proxied().await;
     let mut conn = TcpStream::connect(proxy.address()).await.unwrap();
     let real = ask(&mut conn, "version\r\n").await;
     assert!(real.starts_with("VERSION 1.6"), "{real:?}");
@@ -211,16 +215,14 @@ async fn reply_rewriter_changes_server_bytes() {
 async fn restarted_server_is_reached_by_new_connections() {
     let mut server = MemcachedServer::start().unwrap();
     let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
-    let mut conn = TcpStream::connect(proxy.address()).await.unwrap();
-    assert!(ask(&mut conn, "version\r\n").await.starts_with("VERSION"));
+    let mut conn = answering(&proxy).await;
 
     server.restart().unwrap();
     // The old connection ends with the old process.
     let mut buf = [0u8; 16];
     let ended = timeout(PATIENCE, conn.read(&mut buf)).await.unwrap();
     assert!(matches!(ended, Ok(0) | Err(_)), "{ended:?}");
-    let mut fresh = TcpStream::connect(proxy.address()).await.unwrap();
-    assert!(ask(&mut fresh, "version\r\n").await.starts_with("VERSION"));
+    answering(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,8 +238,7 @@ async fn target_down_closes_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_and_drop_stop_everything() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    let (_server, proxy) = proxied().await;
     let addr = proxy.socket_addr();
     let mut conn = TcpStream::connect(addr).await.unwrap();
     assert!(ask(&mut conn, "version\r\n").await.starts_with("VERSION"));
@@ -258,10 +259,8 @@ async fn shutdown_and_drop_stop_everything() {
 /// The default `#[tokio::test]` runtime (one thread) drives the proxy and the client alike.
 #[tokio::test]
 async fn works_on_a_current_thread_runtime() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
-    let mut conn = TcpStream::connect(proxy.address()).await.unwrap();
-    assert!(ask(&mut conn, "version\r\n").await.starts_with("VERSION"));
+    let (_server, proxy) = proxied().await;
+    let mut conn = answering(&proxy).await;
     proxy.set_delay(Duration::from_millis(50));
     let started = Instant::now();
     assert_eq!(ask(&mut conn, "mn\r\n").await, "MN\r\n");

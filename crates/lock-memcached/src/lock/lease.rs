@@ -86,15 +86,6 @@ impl HeldLease {
             ..self.clone()
         }
     }
-
-    pub(super) fn to_lease(&self, key: &str) -> Lease {
-        lease_of(
-            key,
-            &self.value,
-            self.fencing,
-            (self.ttl, self.acquired_at, self.valid_until),
-        )
-    }
 }
 
 /// The `Lease` a caller sees for an acquisition whose stored `value` carries its token.
@@ -135,10 +126,23 @@ pub(super) trait Record: Clone {
     fn is_confirmed(&self) -> bool;
 }
 
-/// `Record` for a lease type with the fields `value`, `gone_by` and `valid_until`; `confirmed`
-/// says whether a record of it is known to have stored its item.
+/// `Record` and `to_lease` for a lease type with the fields `value`, `fencing`, `ttl`,
+/// `acquired_at`, `valid_until` and `gone_by`; `confirmed` says whether a record of it is
+/// known to have stored its item.
 macro_rules! record {
     ($lease:ty, |$held:ident| $confirmed:expr) => {
+        impl $lease {
+            /// The lease the caller sees.
+            pub(in $crate::lock) fn to_lease(&self, key: &str) -> lock_core::Lease {
+                $crate::lock::lease::lease_of(
+                    key,
+                    &self.value,
+                    self.fencing,
+                    (self.ttl, self.acquired_at, self.valid_until),
+                )
+            }
+        }
+
         impl $crate::lock::lease::Record for $lease {
             fn stored(&self) -> &std::sync::Arc<[u8]> {
                 &self.value

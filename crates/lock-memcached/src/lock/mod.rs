@@ -238,18 +238,10 @@ impl Lock for MemcachedLock {
     }
 
     async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
-        if self.is_quorum() {
-            return self.quorum_release(ctx, key, None).await;
-        }
         self.release_once(ctx, key, None).await
     }
 
     async fn release_lease(&self, ctx: &Context, lease: &Lease) -> Result<bool> {
-        if self.is_quorum() {
-            return self
-                .quorum_release(ctx, &lease.key, Some(&lease.token))
-                .await;
-        }
         self.release_once(ctx, &lease.key, Some(&lease.token)).await
     }
 

@@ -12,7 +12,7 @@ use crate::codes::SERVER_RESTARTED;
 
 impl MemcachedLock {
     /// Releases this owner's lock on `key` (only the acquisition with `token`, when given);
-    /// whether it was deleted.
+    /// whether it was deleted. In quorum mode, see `quorum::release`.
     pub(super) async fn release_once(
         &self,
         ctx: &Context,
@@ -20,6 +20,9 @@ impl MemcachedLock {
         token: Option<&str>,
     ) -> Result<bool> {
         let opened = self.opened(ctx)?;
+        if self.is_quorum() {
+            return self.quorum_release(ctx, &opened, key, token).await;
+        }
         let Some(held) = self.leases.take_checked(ctx, key, token, &opened.config)? else {
             return Ok(false);
         };

@@ -23,11 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use commons::{Context, Error, ErrorKind, Result, codes};
-use lock_core::Lease;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::lease::{lease_of, record};
+use super::lease::record;
 use crate::client::{Call, Endpoint, Executed, Request, ServerIdentity, WireKey};
 use crate::codes::NO_QUORUM;
 use crate::config::MemcachedLockConfig;
@@ -57,15 +56,6 @@ pub(super) struct QuorumHeld {
 impl QuorumHeld {
     pub(super) fn replicas(&self) -> MutexGuard<'_, Vec<Option<Replica>>> {
         self.replicas.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(super) fn to_lease(&self, key: &str) -> Lease {
-        lease_of(
-            key,
-            &self.value,
-            self.fencing,
-            (self.ttl, self.acquired_at, self.valid_until),
-        )
     }
 }
 

@@ -8,8 +8,8 @@ use commons::{Context, Result};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
 
-use super::super::MemcachedLock;
 use super::super::release::delete_if_token;
+use super::super::{MemcachedLock, Opened};
 use super::{QuorumHeld, Replica};
 use crate::client::{Call, Endpoint, Reply, Request};
 use crate::codes::SERVER_RESTARTED;
@@ -20,10 +20,10 @@ impl MemcachedLock {
     pub(in crate::lock) async fn quorum_release(
         &self,
         ctx: &Context,
+        opened: &Opened,
         key: &str,
         token: Option<&str>,
     ) -> Result<bool> {
-        let opened = self.opened(ctx)?;
         let Some(held) = self
             .quorum_leases
             .take_checked(ctx, key, token, &opened.config)?
