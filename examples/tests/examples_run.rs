@@ -224,6 +224,16 @@ fn assert_explains_how_to_start_memcached(out: &Run) {
     assert!(out.stderr.contains("memcached -p 11211"), "{}", out.stderr);
 }
 
+/// How many stores (`cmd_set`) `memcached` has handled.
+fn stores_seen(memcached: &MemcachedServer) -> u64 {
+    let stats = memcached.stats().expect("stats");
+    stats
+        .iter()
+        .find(|(k, _)| k == "cmd_set")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Runs example `name` against `memcached`.
 fn run_on(memcached: &MemcachedServer, name: &str, args: &[&str]) -> Run {
     run(name, args, Some((memcached.host(), memcached.port())))
@@ -291,12 +301,7 @@ fn container_runs_the_same_code_on_memcached_json() {
         out.stdout
     );
     // The locks really were in this server, under the configured prefix.
-    let stats = memcached.stats().expect("stats");
-    let sets: u64 = stats
-        .iter()
-        .find(|(k, _)| k == "cmd_set")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
+    let sets = stores_seen(&memcached);
     assert!(sets >= 8, "the server saw {sets} stores");
 }
 
@@ -318,12 +323,7 @@ fn container_runs_the_same_code_on_a_quorum() {
     out.assert_prints("most holders at once: 1");
     out.assert_prints("fencing tokens grew with every holder: yes");
     for s in &servers {
-        let stats = s.stats().expect("stats");
-        let sets: u64 = stats
-            .iter()
-            .find(|(k, _)| k == "cmd_set")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
+        let sets = stores_seen(s);
         assert!(
             sets >= 8,
             "every server of the quorum saw the locks ({sets} stores)"

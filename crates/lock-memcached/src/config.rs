@@ -203,36 +203,9 @@ impl MemcachedLockConfig {
                 "at most 2592000 seconds (memcached reads longer ttls as absolute times)",
             ));
         }
-        let distribution = choice(
-            config,
-            "options.distribution",
-            d.distribution,
-            &[
-                ("ketama", KeyDistribution::Ketama),
-                ("consistent", KeyDistribution::Ketama),
-                ("modula", KeyDistribution::Modula),
-                ("crc32", KeyDistribution::Modula),
-            ],
-            "ketama or modula",
-        )?;
-        let protocol = choice(
-            config,
-            "options.protocol",
-            d.protocol,
-            &[
-                ("auto", ProtocolMode::Auto),
-                ("meta", ProtocolMode::Meta),
-                ("classic", ProtocolMode::Classic),
-            ],
-            "auto, meta or classic",
-        )?;
-        let mode = choice(
-            config,
-            "options.mode",
-            d.mode,
-            &[("sharded", LockMode::Sharded), ("quorum", LockMode::Quorum)],
-            "sharded or quorum",
-        )?;
+        let distribution = choice(config, "options.distribution", d.distribution)?;
+        let protocol = choice(config, "options.protocol", d.protocol)?;
+        let mode = choice(config, "options.mode", d.mode)?;
         let max_ttl = ms("max_ttl", d.max_ttl)?;
         if max_ttl < Duration::from_secs(2) || max_ttl.as_secs() > MAX_EXPIRATION_SECS {
             return Err(Error::bad_config_value(
@@ -308,21 +281,46 @@ impl MemcachedLockConfig {
     }
 }
 
-/// The value named (case-insensitively) by `key`, `default` when absent; any other value is
-/// an error naming the key, the value and `expected`.
-fn choice<T: Copy>(
-    config: &ConfigParams,
-    key: &str,
-    default: T,
-    names: &[(&str, T)],
-    expected: &str,
-) -> Result<T> {
+/// A setting chosen by name: its names (case-insensitive) and how an error lists them.
+trait Named: Copy + 'static {
+    const NAMES: &'static [(&'static str, Self)];
+    const EXPECTED: &'static str;
+}
+
+impl Named for KeyDistribution {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("ketama", KeyDistribution::Ketama),
+        ("consistent", KeyDistribution::Ketama),
+        ("modula", KeyDistribution::Modula),
+        ("crc32", KeyDistribution::Modula),
+    ];
+    const EXPECTED: &'static str = "ketama or modula";
+}
+
+impl Named for ProtocolMode {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("auto", ProtocolMode::Auto),
+        ("meta", ProtocolMode::Meta),
+        ("classic", ProtocolMode::Classic),
+    ];
+    const EXPECTED: &'static str = "auto, meta or classic";
+}
+
+impl Named for LockMode {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("sharded", LockMode::Sharded), ("quorum", LockMode::Quorum)];
+    const EXPECTED: &'static str = "sharded or quorum";
+}
+
+/// The value named by `key`, `default` when absent; any other value is an error naming the
+/// key, the value and the names allowed.
+fn choice<T: Named>(config: &ConfigParams, key: &str, default: T) -> Result<T> {
     let Some(value) = config.get(key).map(str::trim) else {
         return Ok(default);
     };
-    names
+    T::NAMES
         .iter()
         .find(|(name, _)| value.eq_ignore_ascii_case(name))
         .map(|(_, v)| *v)
-        .ok_or_else(|| Error::bad_config_value(key, value, expected))
+        .ok_or_else(|| Error::bad_config_value(key, value, T::EXPECTED))
 }

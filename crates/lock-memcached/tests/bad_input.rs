@@ -14,7 +14,7 @@ use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
 mod support;
-use support::{REFUSED_TTLS, TTL, open_lock, raw, raw_get, unique_key};
+use support::{REFUSED_TTLS, TTL, open_lock, raw, raw_get, server_behind_proxy, unique_key};
 
 fn curr_items(server: &MemcachedServer) -> u64 {
     server
@@ -336,8 +336,7 @@ async fn bad_configurations_fail_with_config_errors() {
 /// A server, a fault proxy in front of it, and a lock through the proxy with short timeouts
 /// (a garbled reply fails fast and the lock reconnects soon after).
 async fn behind_rewriting_proxy() -> (MemcachedServer, FaultProxy, MemcachedLock) {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    let (server, proxy) = server_behind_proxy().await;
     let lock = open_lock(
         &proxy.address(),
         &[

@@ -12,7 +12,7 @@ use memcached_testkit::{FaultProxy, MemcachedServer};
 mod support;
 use support::{
     TTL, acquire_within, config_for, host_and_port, lease_of_free_key, open_classic, open_lock,
-    raw_get, unique_key,
+    raw_get, server_behind_proxy, unique_key,
 };
 
 fn rewrite_version_to(old: &'static str) -> memcached_testkit::ReplyRewriter {
@@ -169,10 +169,7 @@ async fn release_races_with_acquirers_never_free_someone_elses_lock() {
 
 #[tokio::test]
 async fn a_timed_out_acquire_never_leads_to_a_wrong_result_on_the_pool() {
-    let server = MemcachedServer::start().expect("memcached");
-    let proxy = FaultProxy::start(server.socket_addr())
-        .await
-        .expect("proxy");
+    let (server, proxy) = server_behind_proxy().await;
     let other = open_classic(&server.address(), &[]).await;
     let a = open_classic(
         &proxy.address(),
@@ -236,10 +233,7 @@ async fn a_timed_out_acquire_never_leads_to_a_wrong_result_on_the_pool() {
 
 #[tokio::test]
 async fn auto_picks_classic_for_an_old_server_and_meta_otherwise() {
-    let server = MemcachedServer::start().expect("memcached");
-    let proxy = FaultProxy::start(server.socket_addr())
-        .await
-        .expect("proxy");
+    let (server, proxy) = server_behind_proxy().await;
     proxy.set_reply_rewriter(Some(rewrite_version_to("1.5.22")));
     let ctx = Context::new();
 

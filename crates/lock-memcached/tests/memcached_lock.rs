@@ -9,10 +9,13 @@ use commons::{
 };
 use lock_core::Lock;
 use lock_memcached::MemcachedLock;
-use memcached_testkit::{FaultProxy, MemcachedServer};
+use memcached_testkit::MemcachedServer;
 
 mod support;
-use support::{REFUSED_TTLS, TTL, acquire_within, config_for, open_lock, raw_get, unique_key};
+use support::{
+    REFUSED_TTLS, TTL, acquire_within, config_for, open_lock, raw_get, server_behind_proxy,
+    unique_key,
+};
 
 #[tokio::test]
 async fn original_documented_example_with_top_level_host_and_port() {
@@ -443,8 +446,7 @@ async fn cas_disabled_server_is_refused() {
 
 #[tokio::test]
 async fn connection_reset_through_the_proxy_recovers() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    let (server, proxy) = server_behind_proxy().await;
     let a = open_lock(
         &proxy.address(),
         &[("options.reconnect", "0"), ("options.pool_size", "2")],
@@ -472,8 +474,7 @@ async fn connection_reset_through_the_proxy_recovers() {
 
 #[tokio::test]
 async fn cancelled_acquire_leaves_no_orphan_lock() {
-    let server = MemcachedServer::start().unwrap();
-    let proxy = FaultProxy::start(server.socket_addr()).await.unwrap();
+    let (server, proxy) = server_behind_proxy().await;
     let a = Arc::new(open_lock(&proxy.address(), &[]).await);
     let ctx = Context::new();
     let k = unique_key("cancel");

@@ -11,7 +11,7 @@ use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
 mod support;
-use support::{TTL, lease_of_free_key, open_classic, open_lock, unique_key};
+use support::{TTL, lease_of_free_key, open_classic, open_lock, server_behind_proxy, unique_key};
 
 fn start() -> MemcachedServer {
     MemcachedServer::start().expect("memcached must be installed (apt-get install memcached)")
@@ -149,10 +149,7 @@ struct TwoBootsThatLookAlike {
 }
 
 async fn acquired_on_two_boots_that_look_alike(name: &str) -> TwoBootsThatLookAlike {
-    let mut server = start();
-    let proxy = FaultProxy::start(server.socket_addr())
-        .await
-        .expect("proxy");
+    let (mut server, proxy) = server_behind_proxy().await;
     proxy.set_reply_rewriter(Some(Arc::new(same_pid_and_boot_second)));
     let ctx = Context::new();
     let key = unique_key(name);

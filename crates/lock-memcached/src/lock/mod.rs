@@ -247,7 +247,8 @@ impl Lock for MemcachedLock {
 
     async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
         if self.is_quorum() {
-            return self.quorum_extend(ctx, key, ttl).await;
+            let (opened, _, secs) = self.prepare_quorum(ctx, key, ttl)?;
+            return self.quorum_extend(ctx, &opened, key, (ttl, secs)).await;
         }
         let (_, _, secs) = self.prepare(ctx, key, ttl)?;
         self.extend_held(ctx, key, (ttl, secs)).await

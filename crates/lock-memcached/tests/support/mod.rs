@@ -13,6 +13,7 @@ use std::time::Duration;
 use commons::{ConfigParams, Configurable, Context, Openable};
 use lock_core::{Lease, Lock};
 use lock_memcached::MemcachedLock;
+use memcached_testkit::{FaultProxy, MemcachedServer};
 
 /// The lease ttl of tests that do not wait for an expiry: long enough to outlast the test's
 /// own steps on a loaded machine, short enough that a leftover item goes away soon.
@@ -101,6 +102,15 @@ pub(crate) fn raw_get(address: &str, key: &str) -> Option<String> {
         "raw mg {key}: {line}"
     );
     data
+}
+
+/// A memcached server and a fault proxy in front of it.
+pub(crate) async fn server_behind_proxy() -> (MemcachedServer, FaultProxy) {
+    let server = MemcachedServer::start().expect("memcached must be installed");
+    let proxy = FaultProxy::start(server.socket_addr())
+        .await
+        .expect("a fault proxy");
+    (server, proxy)
 }
 
 /// The lease of an acquire of `key` for [`TTL`], which must be free.

@@ -11,8 +11,8 @@ use lock_core::Lease;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::super::MemcachedLock;
 use super::super::lease::{gone_by, validity};
+use super::super::{MemcachedLock, Opened};
 use super::release::release_replicas;
 use super::{QuorumHeld, Replica, drift, in_quarantine, majority};
 use crate::client::{Call, Endpoint, Reply, Request, SetMode};
@@ -23,10 +23,10 @@ impl MemcachedLock {
     pub(in crate::lock) async fn quorum_extend(
         &self,
         ctx: &Context,
+        opened: &Opened,
         key: &str,
-        ttl: Duration,
+        (ttl, secs): (Duration, u32),
     ) -> Result<Option<Lease>> {
-        let (opened, _, secs) = self.prepare_quorum(ctx, key, ttl)?;
         let config = &opened.config;
         let _turn = self.quorum_leases.extend_turn(key).await;
         let Some(held) = self.quorum_leases.get(key) else {

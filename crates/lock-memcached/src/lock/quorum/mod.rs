@@ -65,7 +65,7 @@ record!(QuorumHeld, |_held| true);
 impl super::MemcachedLock {
     /// [`prepare`](super::MemcachedLock::prepare), and the ttl within `options.max_ttl`, the
     /// longest a quorum lock takes (the quarantine rests on it).
-    fn prepare_quorum(
+    pub(super) fn prepare_quorum(
         &self,
         ctx: &Context,
         key: &str,
