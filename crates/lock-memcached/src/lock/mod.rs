@@ -172,6 +172,22 @@ impl MemcachedLock {
         Ok((opened, wire, secs))
     }
 
+    /// One acquire attempt in the mode the lock was opened in, as a `Lease`: what
+    /// `try_acquire_lease` returns and each attempt of `acquire_lease` makes.
+    async fn attempt_lease(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        if self.is_quorum() {
+            let held = self.quorum_acquire_once(ctx, key, ttl).await?;
+            return Ok(held.map(|held| held.to_lease(key)));
+        }
+        let held = self.acquire_once(ctx, key, ttl).await?;
+        Ok(held.map(|held| held.to_lease(key)))
+    }
+
     fn is_quorum(&self) -> bool {
         self.quorum_mode.load(Ordering::Acquire)
     }
@@ -193,14 +209,7 @@ impl Lock for MemcachedLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        if self.is_quorum() {
-            let held = self.quorum_acquire_once(ctx, key, ttl).await?;
-            return Ok(held.map(|held| held.to_lease(key)));
-        }
-        Ok(self
-            .acquire_once(ctx, key, ttl)
-            .await?
-            .map(|held| held.to_lease(key)))
+        self.attempt_lease(ctx, key, ttl).await
     }
 
     // The plain calls skip building a `Lease` and one boxed future: they are the hot path.
@@ -225,14 +234,9 @@ impl Lock for MemcachedLock {
         // No separate validation here: each attempt checks the key and ttl, and a bad one is a
         // non-retryable error that ends the retry loop at its first attempt.
         let policy = RetryPolicy::new(self.opened(ctx)?.config.retry_timeout);
-        // Attempts call the mode's own acquire, not the boxed `try_acquire_lease`.
-        acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || async {
-            if self.is_quorum() {
-                let held = self.quorum_acquire_once(ctx, key, ttl).await?;
-                return Ok(held.map(|held| held.to_lease(key)));
-            }
-            let held = self.acquire_once(ctx, key, ttl).await?;
-            Ok(held.map(|held| held.to_lease(key)))
+        // Attempts call `attempt_lease` directly, not the boxed `try_acquire_lease`.
+        acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || {
+            self.attempt_lease(ctx, key, ttl)
         })
         .await
     }
