@@ -174,6 +174,10 @@ pub struct SuiteConfig {
     /// The longest ttl the backend takes (quorum mode caps ttls), if it caps them: the cases
     /// that want a ttl "long enough never to expire" use at most this.
     pub max_ttl: Option<Duration>,
+    /// How much longer than its ttl plus [`SuiteConfig::ttl_granularity`] a lock may stay
+    /// held when nobody releases it: zero for in-process locks; memcached places an item's
+    /// expiry by the server's clock up to 2 s later.
+    pub expiry_overrun: Duration,
 }
 
 impl Default for SuiteConfig {
@@ -189,6 +193,7 @@ impl Default for SuiteConfig {
             mutual_exclusion_rounds: 5,
             slack: Duration::from_millis(1500),
             max_ttl: None,
+            expiry_overrun: Duration::ZERO,
         }
     }
 }
@@ -213,6 +218,12 @@ impl SuiteConfig {
     /// These settings with [`SuiteConfig::max_ttl`] set.
     pub fn with_max_ttl(mut self, max_ttl: Duration) -> Self {
         self.max_ttl = Some(max_ttl);
+        self
+    }
+
+    /// These settings with [`SuiteConfig::expiry_overrun`] set.
+    pub fn with_expiry_overrun(mut self, overrun: Duration) -> Self {
+        self.expiry_overrun = overrun;
         self
     }
 
@@ -250,7 +261,7 @@ impl SuiteConfig {
 
     /// How long to wait until a lock taken with `ttl` is certainly expired.
     fn expiry_wait(&self, ttl: Duration) -> Duration {
-        ttl + self.ttl_granularity + Duration::from_millis(150)
+        ttl + self.ttl_granularity + self.expiry_overrun + Duration::from_millis(150)
     }
 }
 
@@ -720,7 +731,8 @@ where
     );
     if let Some(left) = mine.remaining_ttl {
         assert!(
-            left > Duration::ZERO && left <= config.long_ttl() + config.ttl_granularity,
+            left > Duration::ZERO
+                && left <= config.long_ttl() + config.ttl_granularity + config.expiry_overrun,
             "{case}: remaining ttl {left:?} for a ttl of {:?}",
             config.long_ttl()
         );

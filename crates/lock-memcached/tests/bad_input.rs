@@ -28,7 +28,8 @@ fn curr_items(server: &MemcachedServer) -> u64 {
 
 /// Waits (bounded) until the server no longer holds `key`.
 async fn wait_gone(address: &str, key: &str) -> bool {
-    for _ in 0..40 {
+    // A 1 s item lives up to about 3 s: its expiry is placed by the server's clock.
+    for _ in 0..100 {
         if raw_get(address, key).is_none() {
             return true;
         }
@@ -154,7 +155,8 @@ async fn bad_ttls_are_refused_and_short_ones_round_up() {
     }
     assert_eq!(lock.held_count(), 0);
 
-    // Short ttls round up to one whole second (never down to T0 = "never expires").
+    // Short ttls round up to one whole second (never down to T0 = "never expires"); the item's
+    // expiry is placed by the server's clock, up to 2 s after the ttl (docs/safety.md).
     for (name, ttl) in [
         ("1 ms", Duration::from_millis(1)),
         ("999 ms", Duration::from_millis(999)),
@@ -172,7 +174,7 @@ async fn bad_ttls_are_refused_and_short_ones_round_up() {
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(|| panic!("{name}: {line}"));
         assert!(
-            (0..=1).contains(&secs),
+            (0..=3).contains(&secs),
             "{name}: item ttl {secs} s ({line})"
         );
         // A lease of at most one second is never "certainly valid" (clock granularity).

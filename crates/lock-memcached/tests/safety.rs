@@ -420,3 +420,88 @@ async fn a_server_listed_under_two_names_is_refused_and_localhost_is_pinned() {
         "pinned to where it answers"
     );
 }
+
+/// memcached counts a relative ttl from a clock that a timer advances once a second. A server
+/// that was stopped resumes with that clock behind by the length of the stop, and an item
+/// stored before the timer catches up expires early by as much (at once, here). Items are
+/// stored with an absolute expiry by the server's clock instead, so a lease acquired (or
+/// extended) as a stopped server resumes is never trusted past the moment its item can
+/// vanish: another owner only gets the key once the first lease has stopped being valid.
+#[tokio::test]
+async fn a_lease_taken_as_a_paused_server_resumes_is_not_trusted_past_its_item() {
+    through_a_pause(false, |a, ctx, key| async move {
+        a.try_acquire_lease(&ctx, &key, Duration::from_secs(3))
+            .await
+            .expect("acquire")
+            .expect("the key was free")
+    })
+    .await;
+}
+
+/// The same for an extend sent to a stopped server (a guard's renewal, for example).
+#[tokio::test]
+async fn a_lease_extended_as_a_paused_server_resumes_is_not_trusted_past_its_item() {
+    through_a_pause(true, |a, ctx, key| async move {
+        a.extend_lease(&ctx, &key, Duration::from_secs(3))
+            .await
+            .expect("extend")
+            .expect("still held")
+    })
+    .await;
+}
+
+/// Runs `operation` (on a key that `a` holds for 20 s if `held`) while the server is stopped, resumes
+/// it, and checks that `b` cannot take the key before the lease `operation` returned stops
+/// being valid. Two rounds: memcached's timer wins the race with the queued request now and
+/// then.
+async fn through_a_pause<F, Fut>(held: bool, operation: F)
+where
+    F: Fn(Arc<MemcachedLock>, Context, String) -> Fut,
+    Fut: std::future::Future<Output = lock_core::Lease> + Send + 'static,
+{
+    let server = start();
+    let options = [("options.timeout", "10000")];
+    let a = Arc::new(open_lock(&server.address(), &options).await);
+    let b = open_lock(&server.address(), &options).await;
+    let ctx = Context::new();
+    // Both have worked with the server while it ran (and so read its clock).
+    for lock in [&*a, &b] {
+        let warm = unique_key("warm");
+        assert!(
+            lock.try_acquire_lock(&ctx, &warm, TTL)
+                .await
+                .expect("warm up")
+        );
+        lock.release_lock(&ctx, &warm).await.expect("release");
+    }
+    for round in 0..2 {
+        let key = unique_key("stale-clock");
+        if held {
+            let acquired = a.try_acquire_lock(&ctx, &key, Duration::from_secs(20));
+            assert!(acquired.await.expect("acquire"), "the key was free");
+        }
+        server.pause();
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        let operating = tokio::spawn(operation(a.clone(), ctx.clone(), key.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.resume();
+        let lease = operating.await.expect("join");
+        let valid_until = tokio::time::Instant::now() + lease.remaining();
+        let taken_at = loop {
+            if b.try_acquire_lock(&ctx, &key, TTL).await.expect("b's try") {
+                break tokio::time::Instant::now();
+            }
+            assert!(
+                tokio::time::Instant::now() < valid_until + Duration::from_secs(10),
+                "round {round}: the item never expired"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            taken_at >= valid_until,
+            "round {round}: another owner took the key {:?} before the first lease stopped being valid",
+            valid_until - taken_at
+        );
+        b.release_lock(&ctx, &key).await.expect("release");
+    }
+}

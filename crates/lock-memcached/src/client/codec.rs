@@ -22,6 +22,13 @@ const MAX_STATS: usize = 1024 * 1024;
 /// memcached's key length limit (the raw key; base64 keys are checked encoded).
 pub(crate) const MAX_KEY: usize = 250;
 
+/// The clock item's name (`pip-locks:` is the crate's reserved prefix); see `client::clock`.
+pub(crate) const CLOCK_KEY: &[u8] = b"pip-locks:clock";
+
+/// The clock item's absolute expiry, in unix seconds (2038-01-01T00:00:00Z). memcached reads
+/// expiries as signed 32-bit numbers, so absolute expiries must stay below 2^31.
+pub(crate) const CLOCK_EXPIRY: u32 = 2_145_916_800;
+
 /// A key as it goes on the wire: already validated (by the lock's key module) and, when
 /// `base64` is set, already base64-encoded (sent with the meta `b` flag).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -88,6 +95,10 @@ pub(crate) enum Request {
     Delete { key: WireKey, cas: u64 },
     /// `mg <key> [b] v c t O<opaque>`.
     Get { key: WireKey },
+    /// `ma pip-locks:clock N<expiry> D0 t O<opaque>`: reads the server's clock (see
+    /// `client::clock`); an `ma` that adds nothing rather than an `mg`, because memcached
+    /// reports the remaining ttl of an item an `mg` just created as `-1`.
+    Clock,
     /// `mn`.
     #[cfg_attr(not(test), allow(dead_code))] // used by the client's own tests
     Noop,
@@ -98,8 +109,9 @@ pub(crate) enum Request {
 }
 
 /// `ms <key> <len> [b] ME T<ttl> c O<opaque>` + data line, then
-/// `ma <counter> N0 J<initial> v O<opaque>`. The counter is advanced after the store, on the
-/// same connection, so a later acquisition of the key always reads a larger value.
+/// `ma <counter> N0 J<initial> v O<opaque>`, then a clock read ([`Request::Clock`]). The
+/// counter is advanced after the store, on the same connection, so a later acquisition of the
+/// key always reads a larger value; the clock read checks the clock the expiry was placed by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AcquireRequest {
     pub(crate) key: WireKey,
@@ -119,7 +131,7 @@ impl Request {
             Request::Set { key, .. } | Request::Delete { key, .. } | Request::Get { key } => {
                 Some(key)
             }
-            Request::Noop | Request::Version | Request::Stats => None,
+            Request::Noop | Request::Version | Request::Stats | Request::Clock => None,
         }
     }
 
@@ -131,6 +143,7 @@ impl Request {
             Request::Raise { .. } => ReplyShape::Count { opaque },
             Request::Delete { .. } => ReplyShape::Delete { opaque },
             Request::Get { .. } => ReplyShape::Get { opaque },
+            Request::Clock => ReplyShape::Count { opaque },
             Request::Noop => ReplyShape::Noop,
             Request::Version => ReplyShape::Version,
             Request::Stats => ReplyShape::Stats,
@@ -156,6 +169,7 @@ impl Request {
                 encode_set(buf, &a.key, &a.data, SetMode::Add, a.ttl_secs, opaque);
                 // N0: created never expiring; J: its first value.
                 encode_ma(buf, &a.counter, b" N0 J", a.initial, opaque);
+                encode_clock(buf, opaque);
             }
             Request::Raise { counter, by } => encode_ma(buf, counter, b" D", *by, opaque),
             Request::Delete { key, cas } => {
@@ -174,11 +188,24 @@ impl Request {
                 push_decimal(buf, u64::from(opaque));
                 buf.extend_from_slice(b"\r\n");
             }
+            Request::Clock => encode_clock(buf, opaque),
             Request::Noop => buf.extend_from_slice(b"mn\r\n"),
             Request::Version => buf.extend_from_slice(b"version\r\n"),
             Request::Stats => buf.extend_from_slice(b"stats\r\n"),
         }
     }
+}
+
+/// `ma pip-locks:clock N<expiry> D0 t O<opaque>`: created on a miss with the fixed absolute
+/// expiry, so the remaining ttl tells the server's clock.
+fn encode_clock(buf: &mut Vec<u8>, opaque: u32) {
+    buf.extend_from_slice(b"ma ");
+    buf.extend_from_slice(CLOCK_KEY);
+    buf.extend_from_slice(b" N");
+    push_decimal(buf, u64::from(CLOCK_EXPIRY));
+    buf.extend_from_slice(b" D0 t O");
+    push_decimal(buf, u64::from(opaque));
+    buf.extend_from_slice(b"\r\n");
 }
 
 fn key_token(buf: &mut Vec<u8>, cmd: &[u8], key: &WireKey) {
@@ -255,7 +282,7 @@ pub(crate) enum ReplyShape {
     /// After `ms`: `HD`, `NS`, `EX`, `NF`.
     Set { opaque: u32 },
     /// After an acquire with its counter: the `ms` reply, then the `ma` reply (`VA` with the
-    /// counter's value, or `NF` / `NS` / `EX`).
+    /// counter's value, or `NF` / `NS` / `EX`), then the clock read's (`HD t<secs>`).
     Acquire { opaque: u32 },
     /// After `ma`: `VA` with the value, `NF`, `NS`, `EX`, `HD`.
     Count { opaque: u32 },
@@ -349,6 +376,24 @@ pub(crate) struct AcquireReplies {
     pub(crate) stored: Reply,
     /// The counter's reply (`Count`, or an error line, or `En` when it was not advanced).
     pub(crate) counter: Reply,
+    /// The clock read's reply (`Hd` with the remaining ttl, or `En` where there is none).
+    pub(crate) clock: Reply,
+}
+
+impl AcquireReplies {
+    /// The server's clock (unix seconds) as the clock read found it, if it has a reading.
+    pub(crate) fn server_clock(&self) -> Option<i64> {
+        clock_reading(&self.clock)
+    }
+}
+
+/// The server's clock (unix seconds) in the reply to a [`Request::Clock`]: `None` for an
+/// error, or an item without expiry (`t-1`: somebody else stored the reserved key).
+pub(crate) fn clock_reading(reply: &Reply) -> Option<i64> {
+    match reply {
+        Reply::Hd(MetaFlags { ttl: Some(t), .. }) if *t >= 0 => Some(i64::from(CLOCK_EXPIRY) - t),
+        _ => None,
+    }
 }
 
 impl Reply {
@@ -357,7 +402,11 @@ impl Reply {
     pub(crate) fn poisons_stream(&self) -> bool {
         match self {
             Reply::Error | Reply::ClientError(_) => true,
-            Reply::Acquired(pair) => pair.stored.poisons_stream() || pair.counter.poisons_stream(),
+            Reply::Acquired(pair) => {
+                pair.stored.poisons_stream()
+                    || pair.counter.poisons_stream()
+                    || pair.clock.poisons_stream()
+            }
             _ => false,
         }
     }
@@ -417,8 +466,17 @@ pub(crate) fn parse_with_limit(
         else {
             return Ok(None);
         };
-        let reply = Reply::Acquired(Box::new(AcquireReplies { stored, counter }));
-        return Ok(Some((reply, used + more)));
+        let Some((clock, last)) =
+            parse_general(&buf[used + more..], ReplyShape::Count { opaque }, max_value)?
+        else {
+            return Ok(None);
+        };
+        let reply = Reply::Acquired(Box::new(AcquireReplies {
+            stored,
+            counter,
+            clock,
+        }));
+        return Ok(Some((reply, used + more + last)));
     }
     if let Some(parsed) = parse_status_fast(buf, expect) {
         return Ok(Some(parsed));
@@ -732,9 +790,9 @@ mod tests {
     }
 
     #[test]
-    fn an_acquire_and_its_counter_are_read_as_one_reply_or_not_at_all() {
+    fn an_acquire_its_counter_and_the_clock_are_read_as_one_reply_or_not_at_all() {
         let shape = ReplyShape::Acquire { opaque: 4 };
-        let both = b"HD c9 O4\r\nVA 2 O4\r\n17\r\nMN\r\n";
+        let both = b"HD c9 O4\r\nVA 2 O4\r\n17\r\nHD t349856288 O4\r\nMN\r\n";
         let (reply, used) = parse(both, shape).unwrap().unwrap();
         assert_eq!(used, both.len() - 4, "the next reply is left alone");
         let Reply::Acquired(pair) = reply else {
@@ -745,26 +803,41 @@ mod tests {
             Reply::Hd(MetaFlags { cas: Some(9), .. })
         ));
         assert_eq!(pair.counter, Reply::Count(17));
-        // Half of the pair is no reply yet: nothing is consumed.
+        assert_eq!(
+            pair.server_clock(),
+            Some(i64::from(CLOCK_EXPIRY) - 349_856_288)
+        );
+        // Part of the three is no reply yet: nothing is consumed.
         for cut in 1..both.len() - 4 {
             assert_eq!(parse(&both[..cut], shape).unwrap(), None, "cut at {cut}");
         }
         // A refused acquire still advances the counter; an error of the counter alone comes
         // back as part of the reply (the lock decides), an error of the store too.
-        let refused = b"NS c0 O4\r\nVA 2 O4\r\n18\r\n";
+        let refused = b"NS c0 O4\r\nVA 2 O4\r\n18\r\nHD t-1 O4\r\n";
         assert!(matches!(
             parse(refused, shape).unwrap().unwrap().0,
             Reply::Acquired(pair) if matches!(pair.stored, Reply::Ns(_))
         ));
-        let counter_failed = b"HD c9 O4\r\nSERVER_ERROR out of memory\r\n";
+        // An item without expiry under the clock's name gives no reading.
+        assert!(matches!(
+            parse(refused, shape).unwrap().unwrap().0,
+            Reply::Acquired(pair) if pair.server_clock().is_none()
+        ));
+        let counter_failed = b"HD c9 O4\r\nSERVER_ERROR out of memory\r\nHD t5 O4\r\n";
         assert!(matches!(
             parse(counter_failed, shape).unwrap().unwrap().0,
             Reply::Acquired(pair) if matches!(pair.counter, Reply::ServerError(_))
         ));
+        let clock_failed = b"HD c9 O4\r\nVA 2 O4\r\n17\r\nSERVER_ERROR out of memory\r\n";
+        assert!(matches!(
+            parse(clock_failed, shape).unwrap().unwrap().0,
+            Reply::Acquired(pair) if pair.server_clock().is_none()
+        ));
         // A counter that is not a number is out of protocol.
-        assert!(parse(b"HD c9 O4\r\nVA 1 O4\r\nx\r\n", shape).is_err());
-        // Out of step: the counter's opaque must match too.
-        assert!(parse(b"HD c9 O4\r\nVA 2 O5\r\n17\r\n", shape).is_err());
+        assert!(parse(b"HD c9 O4\r\nVA 1 O4\r\nx\r\nHD t5 O4\r\n", shape).is_err());
+        // Out of step: the counter's and the clock's opaques must match too.
+        assert!(parse(b"HD c9 O4\r\nVA 2 O5\r\n17\r\nHD t5 O4\r\n", shape).is_err());
+        assert!(parse(b"HD c9 O4\r\nVA 2 O4\r\n17\r\nHD t5 O5\r\n", shape).is_err());
         assert!(parse(b"HD c9 O4\r\nEN\r\n", shape).is_err());
     }
 
@@ -811,7 +884,11 @@ mod tests {
         });
         assert_eq!(
             enc(&acquire, 12),
-            b"ms lk 3 ME T5 c O12\r\ntok\r\nma pip-locks:fence:0a1 N0 J1700000000000000000 v O12\r\n"
+            b"ms lk 3 ME T5 c O12\r\ntok\r\nma pip-locks:fence:0a1 N0 J1700000000000000000 v O12\r\nma pip-locks:clock N2145916800 D0 t O12\r\n"
+        );
+        assert_eq!(
+            enc(&Request::Clock, 3),
+            b"ma pip-locks:clock N2145916800 D0 t O3\r\n"
         );
         assert_eq!(enc(&Request::Noop, 0), b"mn\r\n");
         assert_eq!(enc(&Request::Version, 0), b"version\r\n");

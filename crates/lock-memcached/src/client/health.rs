@@ -1,5 +1,5 @@
 //! A server's health (failures counted, marked down for `options.retry`) and what the probes
-//! of its connections observed (identity, version, evictions).
+//! of its connections observed (identity, version, evictions), with its clock.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,6 +8,7 @@ use std::time::Duration;
 use commons::{Error, ErrorKind, codes};
 use tokio::time::Instant;
 
+use super::clock::ServerClock;
 use super::identity::ServerIdentity;
 
 #[derive(Debug, Default)]
@@ -36,6 +37,7 @@ pub(crate) struct ServerHealth {
     troubled: AtomicBool,
     observed: Mutex<Observed>,
     identity_changes: AtomicU32,
+    clock: ServerClock,
 }
 
 impl ServerHealth {
@@ -49,12 +51,18 @@ impl ServerHealth {
             troubled: AtomicBool::new(false),
             observed: Mutex::new(Observed::default()),
             identity_changes: AtomicU32::new(0),
+            clock: ServerClock::default(),
         }
     }
 
     /// The identity from the last probe (every new connection is probed).
     pub(crate) fn identity(&self) -> Option<ServerIdentity> {
         lock(&self.observed).identity
+    }
+
+    /// What is known of the server's clock, per boot.
+    pub(crate) fn clock(&self) -> &ServerClock {
+        &self.clock
     }
 
     /// The version from the last probe.

@@ -7,7 +7,8 @@
 //! - [`transport`]: the seam between the policy and the wire, implemented by
 //!   - [`meta`]: pipelined meta commands, one task per socket, cancellation-safe;
 //!   - [`classic`]: the classic text protocol through memcache-async, for old servers;
-//! - [`health`]: a server's failures and what its probes observed;
+//! - [`clock`]: what is known of a server's clock, for absolute expiries;
+//! - [`health`]: a server's failures and what its probes observed (its clock included);
 //! - [`server`]: the one server policy (validation, deadline, retries, identity check,
 //!   health, `TIMEOUT` vs `OUTCOME_UNKNOWN`, idle reaping) over a transport;
 //! - [`endpoint`]: a server in either protocol behind one method set;
@@ -15,6 +16,7 @@
 //! - [`cluster`]: the servers plus the selector, opened together.
 
 mod classic;
+mod clock;
 mod cluster;
 mod codec;
 mod endpoint;
@@ -31,11 +33,13 @@ mod tcp;
 mod test_support;
 mod transport;
 
+pub(crate) use clock::Offset;
 pub(crate) use cluster::Cluster;
 #[cfg(test)]
 pub(crate) use codec::MetaFlags;
 pub(crate) use codec::{
-    AcquireReplies, AcquireRequest, EVERY_SHAPE, Reply, Request, SetMode, WireKey, parse,
+    AcquireReplies, AcquireRequest, EVERY_SHAPE, Reply, Request, SetMode, WireKey, clock_reading,
+    parse,
 };
 pub(crate) use endpoint::Endpoint;
 pub(crate) use identity::ServerIdentity;

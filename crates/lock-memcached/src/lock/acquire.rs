@@ -1,6 +1,7 @@
-//! Acquire: one round trip, `ms <key> <len> ME T<secs> c` (store only if the key is free,
-//! return the item's CAS). The waiting acquire (`Lock::acquire_lease`) repeats it through
-//! lock-core's `acquire_with_retry`.
+//! Acquire: one round trip, `ms <key> <len> ME T<expiry> c` (store only if the key is free,
+//! return the item's CAS), with the fencing counter and a clock read behind it. The expiry
+//! is absolute by the server's clock where that is known (`expiry.rs`). The waiting acquire
+//! (`Lock::acquire_lease`) repeats it through lock-core's `acquire_with_retry`.
 //!
 //! Path: [`MemcachedLock::acquire_once`] -> `key::wire_key` -> `client::Cluster::server_for`
 //! -> `client::Endpoint::execute` -> `client::server::Server::execute` (policy) -> the meta
@@ -10,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commons::{Context, ErrorKind, Result};
-use tokio::time::Instant;
 
 use super::MemcachedLock;
 use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
+use super::expiry;
 use super::fencing;
-use super::lease::{HeldLease, gone_by, validity};
+use super::lease::HeldLease;
 use crate::client::{AcquireReplies, AcquireRequest, Call, Reply, Request, late_channel};
 use crate::value::LockValue;
 
@@ -37,7 +38,7 @@ impl MemcachedLock {
         let _place = self.leases.reserve(ctx, key, config.max_size)?;
         let value: Arc<[u8]> = LockValue::encode_new(&self.holder, ctx.trace_id()).into();
         let server = opened.cluster.server_for(&wire).clone();
-        let started = Instant::now();
+        let (expiry, started) = expiry::expiry_on(ctx, &server, secs).await?;
         let (late, late_reply) = late_channel();
         let mut in_flight = AcquireInFlight::new(
             key,
@@ -45,7 +46,7 @@ impl MemcachedLock {
             &server,
             &wire,
             &value,
-            (ttl, secs),
+            (ttl, expiry::longest_life(expiry, secs)),
             late_reply,
         );
         let request = Request::Acquire(AcquireRequest {
@@ -53,7 +54,7 @@ impl MemcachedLock {
             initial: fencing::initial_value(fencing::CLOCK_MARGIN),
             key: wire.clone(),
             data: value.clone(),
-            ttl_secs: secs,
+            ttl_secs: expiry.wire(),
         });
         let call = Call {
             late: Some(late),
@@ -76,13 +77,18 @@ impl MemcachedLock {
         let Reply::Acquired(pair) = executed.reply else {
             return Err(unexpected(ctx, "ms+ma", &executed.reply));
         };
-        let AcquireReplies { stored, counter } = *pair;
+        expiry::observe_clock(&server, executed.identity, started, pair.server_clock());
+        let AcquireReplies {
+            stored, counter, ..
+        } = *pair;
         match stored {
             Reply::Hd(flags) => {
                 let Some(cas) = flags.cas.filter(|&cas| cas != 0) else {
                     // Stored, but it could not be released safely: left to expire.
                     return Err(cas_disabled(ctx, &server));
                 };
+                let (valid_until, gone_by) =
+                    expiry::trusted_until(&server, executed.identity, expiry, started, (ttl, secs));
                 let held = HeldLease {
                     wire,
                     cas: Some(cas),
@@ -91,8 +97,8 @@ impl MemcachedLock {
                     fencing: fencing::token(&counter),
                     ttl,
                     acquired_at: started,
-                    valid_until: started + validity(ttl, secs),
-                    gone_by: gone_by(secs),
+                    valid_until,
+                    gone_by,
                     value,
                 };
                 self.leases.insert(key, held.clone());

@@ -1,15 +1,16 @@
-//! Extend: one round trip, `ms <key> <len> C<cas> T<secs> c`, which renews the item only
-//! while it is this acquisition's (its CAS unchanged). Extending keeps the acquisition's
+//! Extend: one round trip, `ms <key> <len> C<cas> T<expiry> c`, which renews the item only
+//! while it is this acquisition's (its CAS unchanged). The expiry is placed as an acquire's
+//! (`expiry.rs`). Extending keeps the acquisition's
 //! fencing token: the holder did not change.
 
 use std::time::Duration;
 
 use commons::{Context, Result};
 use lock_core::Lease;
-use tokio::time::Instant;
 
 use super::MemcachedLock;
 use super::errors::{cas_disabled, unexpected};
+use super::expiry;
 use super::lease::HeldLease;
 use crate::client::{Call, Reply, Request, SetMode};
 use crate::codes::SERVER_RESTARTED;
@@ -39,12 +40,12 @@ impl MemcachedLock {
             return Ok(None);
         };
         for _ in 0..CAS_RACES {
-            let started = Instant::now();
+            let (expiry, started) = expiry::expiry_on(ctx, &held.server, secs).await?;
             let request = Request::Set {
                 key: held.wire.clone(),
                 data: held.value.clone(),
                 mode: SetMode::Cas(cas),
-                ttl_secs: secs,
+                ttl_secs: expiry.wire(),
             };
             let executed = match held
                 .server
@@ -64,7 +65,14 @@ impl MemcachedLock {
                         .cas
                         .filter(|c| *c != 0)
                         .ok_or_else(|| cas_disabled(ctx, &held.server))?;
-                    let renewed = held.renewed(new_cas, ttl, secs, started);
+                    let trusted = expiry::trusted_until(
+                        &held.server,
+                        executed.identity,
+                        expiry,
+                        started,
+                        (ttl, secs),
+                    );
+                    let renewed = held.renewed(new_cas, ttl, started, trusted);
                     let lease = renewed.to_lease(key);
                     self.leases.replace(key, &held, renewed);
                     return Ok(Some(lease));

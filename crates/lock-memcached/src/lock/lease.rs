@@ -74,15 +74,21 @@ impl HeldLease {
         }
     }
 
-    /// The record after the item's ttl was set to `secs` (asked as `ttl`) by a request sent
-    /// at `started`, under the new `cas`.
-    pub(super) fn renewed(&self, cas: u64, ttl: Duration, secs: u32, started: Instant) -> Self {
+    /// The record after the item was renewed to `ttl` under the new `cas` by a request sent
+    /// at `started`, trusted until `valid_until` and certainly gone by `gone_by`.
+    pub(super) fn renewed(
+        &self,
+        cas: u64,
+        ttl: Duration,
+        started: Instant,
+        (valid_until, gone_by): (Instant, Instant),
+    ) -> Self {
         HeldLease {
             cas: Some(cas),
             ttl,
             acquired_at: started,
-            valid_until: started + validity(ttl, secs),
-            gone_by: gone_by(secs),
+            valid_until,
+            gone_by,
             ..self.clone()
         }
     }

@@ -15,6 +15,7 @@
 mod acquire;
 mod cleanup;
 mod errors;
+mod expiry;
 mod extend;
 mod fencing;
 mod inspect;

@@ -30,6 +30,7 @@ pub(crate) fn command_name(req: &Request) -> &'static str {
         Request::Delete { .. } => "cas (delete)",
         Request::Get { .. } => "gets",
         Request::Noop => "mn",
+        Request::Clock => "clock read",
         Request::Version => "version",
         Request::Stats => "stats",
     }
@@ -231,6 +232,7 @@ pub(crate) async fn run(conn: &mut ClassicConn, req: &Request) -> Result<Reply, 
             Ok(Reply::Acquired(Box::new(AcquireReplies {
                 stored,
                 counter,
+                clock: Reply::En,
             })))
         }
         Request::Set {
@@ -283,6 +285,9 @@ pub(crate) async fn run(conn: &mut ClassicConn, req: &Request) -> Result<Reply, 
         Request::Stats => conn.fresh_stats.take().map(Reply::Stats).ok_or_else(|| {
             Failure::Unexpected("stats asked on a connection that was not just made".into())
         }),
+        // The classic protocol cannot read an item's remaining ttl: no reading, and the lock
+        // keeps relative expiries (docs/safety.md).
+        Request::Clock => Ok(Reply::En),
         // `mn` has no classic counterpart.
         Request::Noop => Err(Failure::Unexpected(format!(
             "{} cannot be sent on a classic connection",

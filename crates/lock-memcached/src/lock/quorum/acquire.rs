@@ -11,10 +11,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::super::MemcachedLock;
+use super::super::expiry::{self, Expiry};
 use super::super::fencing;
-use super::super::lease::{gone_by, validity};
-use super::release::{adopt_unknown, delete_unknown, release_replicas};
-use super::{QuorumHeld, Replica, drift, fan_out, in_quarantine, is_outage, majority, no_quorum};
+use super::super::lease::validity;
+use super::release::{adopt_unknown, delete_replica, delete_unknown, release_replicas};
+use super::{QuorumHeld, Replica, drift, in_quarantine, is_outage, majority, no_quorum};
 use crate::client::{
     AcquireReplies, AcquireRequest, Call, Endpoint, Executed, Reply, Request, WireKey,
 };
@@ -35,6 +36,8 @@ struct Tally {
     unknown: Vec<usize>,
     /// One line per server, for errors.
     said: Vec<String>,
+    /// The earliest time a granting server's item may expire, by its clock.
+    trusted_until: Option<Instant>,
 }
 
 impl Tally {
@@ -46,6 +49,7 @@ impl Tally {
             counters: Vec::new(),
             unknown: Vec::new(),
             said: vec!["no answer in time".to_string(); n],
+            trusted_until: None,
         }
     }
 
@@ -74,22 +78,45 @@ impl MemcachedLock {
         let value: Arc<[u8]> = LockValue::encode_new(&self.holder, ctx.trace_id()).into();
         let counter = fencing::counter_key(&wire);
         let started = Instant::now();
-        let request = Request::Acquire(AcquireRequest {
+        let request = AcquireRequest {
             key: wire.clone(),
             data: value.clone(),
             ttl_secs: secs,
             counter: counter.clone(),
             initial: fencing::initial_value(config.quarantine),
-        });
+        };
         let replicas = Arc::new(Mutex::new(vec![None; n]));
-        let mut answers = fan_out(ctx, servers, |_| Some((request.clone(), Call::once())));
+        let placed = Arc::new(Mutex::new(vec![None; n]));
+        let mut answers = JoinSet::new();
+        for (i, server) in servers.iter().enumerate() {
+            let (ctx, server, placed) = (ctx.clone(), server.clone(), placed.clone());
+            let mut request = request.clone();
+            answers.spawn(async move {
+                // Each server's expiry by its own clock.
+                let (expiry, sent) = match expiry::expiry_on(&ctx, &server, secs).await {
+                    Ok(placed) => placed,
+                    Err(e) => return (i, Err(e)),
+                };
+                slot(&placed)[i] = Some((expiry, sent));
+                request.ttl_secs = expiry.wire();
+                let call = Call::once();
+                (i, server.call(&ctx, Request::Acquire(request), &call).await)
+            });
+        }
         let mut tally = Tally::new(n);
         while !tally.settled(n) {
             let Some(joined) = answers.join_next().await else {
                 break;
             };
             if let Ok((i, result)) = joined {
-                record(&mut tally, &replicas, servers, config, i, result);
+                let placed = slot(&placed)[i];
+                let answer = Answer {
+                    i,
+                    result,
+                    placed,
+                    ttl: (ttl, secs),
+                };
+                record(&mut tally, &replicas, servers, config, answer);
             }
         }
         let granted = tally.granted >= tally.need;
@@ -101,7 +128,8 @@ impl MemcachedLock {
             ttl,
             acquired_at: started,
             valid_until: started,
-            gone_by: gone_by(secs),
+            gone_by: expiry::certainly_gone_by(secs),
+            released: Arc::default(),
         };
         // The answers still on their way are handled in the background either way.
         finish_late(
@@ -118,7 +146,12 @@ impl MemcachedLock {
             return Err(no_quorum(ctx, key, servers, &tally.said));
         }
         let fencing = establish_token(ctx, servers, config, &counter, &tally).await;
-        let valid_until = started + validity(ttl, secs).saturating_sub(drift(ttl, config));
+        let by_ttl = started + validity(ttl, secs).saturating_sub(drift(ttl, config));
+        // Never past when a granting server's item may expire by that server's clock.
+        let by_clocks = tally
+            .trusted_until
+            .map(|t| t.checked_sub(drift(ttl, config)).unwrap_or(started));
+        let valid_until = by_clocks.map_or(by_ttl, |t| by_ttl.min(t));
         if Instant::now() >= valid_until {
             release_replicas(ctx, servers, &held).await;
             return Err(Error::new(
@@ -145,15 +178,32 @@ impl MemcachedLock {
     }
 }
 
+/// One server's answer to the fan-out, with the expiry its request was sent with.
+struct Answer {
+    i: usize,
+    result: Result<Executed>,
+    placed: Option<(Expiry, Instant)>,
+    ttl: (Duration, u32),
+}
+
+fn slot<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Adds one server's answer to the tally (and its replica to the record when it granted).
 fn record(
     tally: &mut Tally,
     replicas: &Mutex<Vec<Option<Replica>>>,
     servers: &[Arc<Endpoint>],
     config: &MemcachedLockConfig,
-    i: usize,
-    result: Result<Executed>,
+    answer: Answer,
 ) {
+    let Answer {
+        i,
+        result,
+        placed,
+        ttl,
+    } = answer;
     let executed = match result {
         Ok(executed) => executed,
         Err(e) => {
@@ -169,13 +219,23 @@ fn record(
         tally.said[i] = "an unexpected reply".to_string();
         return;
     };
-    let AcquireReplies { stored, counter } = *pair;
+    if let Some((_, sent)) = placed {
+        expiry::observe_clock(&servers[i], executed.identity, sent, pair.server_clock());
+    }
+    let AcquireReplies {
+        stored, counter, ..
+    } = *pair;
     match stored {
         Reply::Hd(flags) => {
             let Some(cas) = flags.cas.filter(|&c| c != 0) else {
                 tally.said[i] = "CAS 0 (started with -C): not usable for locks".to_string();
                 return;
             };
+            if let Some((expiry, sent)) = placed {
+                let (until, _) =
+                    expiry::trusted_until(&servers[i], executed.identity, expiry, sent, ttl);
+                tally.trusted_until = Some(tally.trusted_until.map_or(until, |t| t.min(until)));
+            }
             if let Some(slot) = replicas
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -284,12 +344,15 @@ fn finish_late(
                     if let Reply::Acquired(pair) = executed.reply
                         && let Reply::Hd(flags) = pair.stored
                         && let Some(cas) = flags.cas.filter(|&c| c != 0)
-                        && let Some(slot) = held.replicas().get_mut(i)
                     {
-                        *slot = Some(Replica {
+                        let replica = Replica {
                             cas,
                             identity: executed.identity,
-                        });
+                        };
+                        if !held.join_late(i, replica) {
+                            // Released meanwhile: this copy goes too.
+                            let _ = delete_replica(&ctx, &servers[i], &held, Some(replica)).await;
+                        }
                     }
                 }
                 Err(e) if is_outage(&e) || e.kind() == ErrorKind::Protocol => unknown.push(i),

@@ -11,7 +11,8 @@ use lock_core::Lease;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::super::lease::{gone_by, validity};
+use super::super::expiry;
+use super::super::lease::validity;
 use super::super::{MemcachedLock, Opened};
 use super::release::release_replicas;
 use super::{QuorumHeld, Replica, drift, in_quarantine, majority};
@@ -39,17 +40,28 @@ impl MemcachedLock {
         for (i, server) in servers.iter().enumerate() {
             let replica = before.get(i).copied().flatten();
             let (ctx, server, held) = (ctx.clone(), server.clone(), held.clone());
-            renewals.spawn(async move { (i, renew_on(&ctx, &server, &held, replica, secs).await) });
+            renewals.spawn(async move {
+                (
+                    i,
+                    renew_on(&ctx, &server, &held, replica, (ttl, secs)).await,
+                )
+            });
         }
         let mut after = before.clone();
         let mut confirmed = 0;
+        let mut valid_until = started + validity(ttl, secs).saturating_sub(drift(ttl, config));
         while let Some(joined) = renewals.join_next().await {
             let Ok((i, outcome)) = joined else { continue };
             match outcome {
-                Renewed::Yes(replica) => {
+                Renewed::Yes(replica, trusted_until) => {
                     if !in_quarantine(&servers[i], replica.identity, config) {
                         confirmed += 1;
                     }
+                    // Never past when a renewed item may expire by its server's clock.
+                    let by_clock = trusted_until
+                        .checked_sub(drift(ttl, config))
+                        .unwrap_or(started);
+                    valid_until = valid_until.min(by_clock);
                     after[i] = Some(replica);
                 }
                 Renewed::No => after[i] = None,
@@ -58,7 +70,6 @@ impl MemcachedLock {
             }
         }
         *held.replicas() = after;
-        let valid_until = started + validity(ttl, secs).saturating_sub(drift(ttl, config));
         if confirmed < majority(servers.len()) || Instant::now() >= valid_until {
             // Lost: what is left of it would only keep others waiting.
             self.quorum_leases.forget(key, &held.value);
@@ -69,7 +80,7 @@ impl MemcachedLock {
             ttl,
             acquired_at: started,
             valid_until,
-            gone_by: gone_by(secs),
+            gone_by: expiry::certainly_gone_by(secs),
             ..held.clone()
         };
         let lease = renewed.to_lease(key);
@@ -80,8 +91,8 @@ impl MemcachedLock {
 
 /// What one server says to an extend.
 enum Renewed {
-    /// This acquisition's item is there, with the new ttl.
-    Yes(Replica),
+    /// This acquisition's item is there, with the new ttl, trusted until the instant.
+    Yes(Replica, Instant),
     /// Not there (and someone else's, or nothing creatable).
     No,
     /// No answer: it may or may not have been renewed.
@@ -95,10 +106,13 @@ async fn renew_on(
     server: &Arc<Endpoint>,
     held: &QuorumHeld,
     replica: Option<Replica>,
-    secs: u32,
+    (ttl, secs): (Duration, u32),
 ) -> Renewed {
     let mut cas = replica.map(|r| r.cas);
     for _ in 0..3 {
+        let Ok((expiry, sent)) = expiry::expiry_on(ctx, server, secs).await else {
+            return Renewed::Unknown; // nothing was sent; the old CAS stays good
+        };
         let (mode, call) = match (cas, replica) {
             (Some(cas), Some(r)) => (SetMode::Cas(cas), Call::once().on(Some(r.identity))),
             _ => (SetMode::Add, Call::once()),
@@ -107,7 +121,7 @@ async fn renew_on(
             key: held.wire.clone(),
             data: held.value.clone(),
             mode,
-            ttl_secs: secs,
+            ttl_secs: expiry.wire(),
         };
         let executed = match server.call(ctx, request, &call).await {
             Ok(executed) => executed,
@@ -121,10 +135,22 @@ async fn renew_on(
         match executed.reply {
             Reply::Hd(flags) => {
                 return match flags.cas.filter(|&c| c != 0) {
-                    Some(cas) => Renewed::Yes(Replica {
-                        cas,
-                        identity: executed.identity,
-                    }),
+                    Some(cas) => {
+                        let (trusted_until, _) = expiry::trusted_until(
+                            server,
+                            executed.identity,
+                            expiry,
+                            sent,
+                            (ttl, secs),
+                        );
+                        Renewed::Yes(
+                            Replica {
+                                cas,
+                                identity: executed.identity,
+                            },
+                            trusted_until,
+                        )
+                    }
                     None => Renewed::No,
                 };
             }

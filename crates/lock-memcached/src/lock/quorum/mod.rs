@@ -19,6 +19,7 @@ mod release;
 
 pub(super) use release::release_replicas;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -51,11 +52,34 @@ pub(super) struct QuorumHeld {
     pub(super) acquired_at: Instant,
     pub(super) valid_until: Instant,
     pub(super) gone_by: Instant,
+    /// Set (under the replicas' lock) once a release took the replicas: a grant that comes
+    /// later must be deleted rather than joined, or it would hold the key until it expires.
+    pub(super) released: Arc<AtomicBool>,
 }
 
 impl QuorumHeld {
     pub(super) fn replicas(&self) -> MutexGuard<'_, Vec<Option<Replica>>> {
         self.replicas.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The replicas, taken by a release: later grants are no longer joined.
+    pub(super) fn take_for_release(&self) -> Vec<Option<Replica>> {
+        let replicas = self.replicas();
+        self.released.store(true, Ordering::Release);
+        replicas.clone()
+    }
+
+    /// Joins a grant that came after the acquire decided; `false` when the lease was released
+    /// meanwhile (the caller deletes the grant's item).
+    pub(super) fn join_late(&self, i: usize, replica: Replica) -> bool {
+        let mut replicas = self.replicas();
+        if self.released.load(Ordering::Acquire) {
+            return false;
+        }
+        if let Some(slot) = replicas.get_mut(i) {
+            *slot = Some(replica);
+        }
+        true
     }
 }
 

@@ -44,7 +44,7 @@ pub(in crate::lock) async fn release_replicas(
     servers: &[Arc<Endpoint>],
     held: &QuorumHeld,
 ) -> bool {
-    let replicas = held.replicas().clone();
+    let replicas = held.take_for_release();
     let mut deletes = JoinSet::new();
     for (i, server) in servers.iter().enumerate() {
         let replica = replicas.get(i).copied().flatten();
@@ -59,7 +59,7 @@ pub(in crate::lock) async fn release_replicas(
 }
 
 /// `md <key> C<cas>` on the replica's boot, or (replica unknown, or its CAS moved) by token.
-async fn delete_replica(
+pub(super) async fn delete_replica(
     ctx: &Context,
     server: &Endpoint,
     held: &QuorumHeld,
@@ -130,12 +130,15 @@ pub(super) async fn adopt_unknown(
             && let Reply::Va { data, flags } = executed.reply
             && data.as_slice() == held.value.as_ref()
             && let Some(cas) = flags.cas.filter(|&c| c != 0)
-            && let Some(slot) = held.replicas().get_mut(i)
         {
-            *slot = Some(Replica {
+            let replica = Replica {
                 cas,
                 identity: executed.identity,
-            });
+            };
+            if !held.join_late(i, replica) {
+                // Released meanwhile: this copy goes too.
+                let _ = delete_replica(ctx, &servers[i], held, Some(replica)).await;
+            }
         }
     }
 }
