@@ -17,6 +17,7 @@ mod cleanup;
 mod errors;
 mod extend;
 mod fencing;
+mod force;
 mod inspect;
 mod lease;
 mod lifecycle;
