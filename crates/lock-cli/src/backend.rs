@@ -40,6 +40,17 @@ impl Source {
     /// Reads the connection flags. None of them is a usage error; a file that cannot be read
     /// or parsed is a configuration error.
     pub(crate) fn from_cli(connection: &Connection) -> Result<Source, Failure> {
+        let given = [
+            connection.config.is_some(),
+            connection.servers.is_some(),
+            connection.uri.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(Failure::usage(
+                "give only one of --config, --servers and --uri (or of PIP_LOCK_CONFIG, \
+                 PIP_LOCK_SERVERS and PIP_LOCK_URI)",
+            ));
+        }
         if let Some(path) = &connection.config {
             if !connection.options.is_empty() {
                 return Err(Failure::usage(
@@ -286,6 +297,7 @@ mod tests {
         assert_eq!(params.get("options.mode"), Some("quorum"));
         assert_eq!(params.get("options.timeout"), Some("500"));
         assert!(Source::from_cli(&connection(None, None, &[])).is_err());
+        assert!(Source::from_cli(&connection(Some("a:1"), Some("memcached://b"), &[])).is_err());
         assert!(Source::from_cli(&connection(Some(","), None, &[])).is_err());
         assert!(Source::from_cli(&connection(Some("a:1"), None, &["nonsense"])).is_err());
     }

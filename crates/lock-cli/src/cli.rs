@@ -41,9 +41,9 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// The lock to use: a container configuration, or memcached servers given directly.
+/// The lock to use: a container configuration, or memcached servers given directly. One of
+/// the three; a flag on the command line overrides the environment variables.
 #[derive(Debug, Args)]
-#[group(id = "connection", multiple = false)]
 pub(crate) struct Connection {
     /// A container configuration (JSON, as in examples/config/*.json); the lock component is
     /// the one whose descriptor matches `*:lock:*:*:1.0`. `${NAME:-default}` placeholders in
@@ -77,6 +77,31 @@ pub(crate) struct Connection {
     /// options belong in the file.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub(crate) options: Vec<String>,
+}
+
+impl Connection {
+    /// Drops the connection settings that came from the environment when another one was
+    /// given on the command line (`PIP_LOCK_CONFIG` set, `--servers` given: the servers).
+    pub(crate) fn prefer_command_line(&mut self, matches: &clap::ArgMatches) {
+        let given = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(clap::parser::ValueSource::CommandLine)
+            )
+        };
+        if !["config", "servers", "uri"].iter().any(|id| given(id)) {
+            return;
+        }
+        if !given("config") {
+            self.config = None;
+        }
+        if !given("servers") {
+            self.servers = None;
+        }
+        if !given("uri") {
+            self.uri = None;
+        }
+    }
 }
 
 /// The subcommands.

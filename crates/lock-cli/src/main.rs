@@ -16,7 +16,7 @@ mod status;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use commons::Context;
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +30,9 @@ const TRACE_ID: &str = "pip-lock";
 
 fn main() -> ExitCode {
     // A usage error exits 2 here, with the reason and the usage.
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.connection.prefer_command_line(&matches);
     let subcommand = match &cli.command {
         Command::Run(_) => "run",
         Command::Inspect(_) => "inspect",

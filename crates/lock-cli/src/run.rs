@@ -60,6 +60,7 @@ async fn hold_and_run(
             builder.acquire(ctx, wait).await.map(Some)
         }
     };
+    tracing::info!(key, no_wait = args.no_wait, wait = ?args.wait, "waiting for the lock");
     let guard = tokio::select! {
         got = acquiring => match got {
             Ok(Some(guard)) => guard,
