@@ -22,7 +22,12 @@ async fn force_release_frees_another_owners_lock_and_the_holder_loses_it() {
         .expect("the holder takes the key");
     assert!(!admin.try_acquire_lock(&ctx, &key, TTL).await.unwrap());
 
-    assert!(admin.force_release(&ctx, &key).await.expect("force release"));
+    assert!(
+        admin
+            .force_release(&ctx, &key)
+            .await
+            .expect("force release")
+    );
     assert!(!admin.inspect_lock(&ctx, &key).await.unwrap().held);
     // Nothing left to delete: a free key reports false.
     assert!(!admin.force_release(&ctx, &key).await.unwrap());
