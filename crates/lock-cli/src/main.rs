@@ -30,8 +30,10 @@ const TRACE_ID: &str = "pip-lock";
 
 fn main() -> ExitCode {
     // A usage error exits 2 here, with the reason and the usage.
-    let matches = Cli::command().get_matches();
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = Cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| usage_error(e));
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| usage_error(e));
     cli.connection.prefer_command_line(&matches);
     let subcommand = match &cli.command {
         Command::Run(_) => "run",
@@ -88,6 +90,36 @@ fn fail(failure: Failure, subcommand: &str) -> ExitCode {
     }
     eprintln!("pip-lock: {}", failure.message);
     ExitCode::from(failure.code)
+}
+
+/// Prints clap's error, with the usage where clap leaves it out (an invalid value), and exits
+/// 2; `--help` and `--version` print and exit 0.
+fn usage_error(error: clap::Error) -> ! {
+    if !error.use_stderr() {
+        error.exit();
+    }
+    let rendered = error.render().to_string();
+    if rendered.contains("Usage:") {
+        error.exit();
+    }
+    let mut command = Cli::command();
+    command.build();
+    let subcommand = std::env::args().skip(1).find_map(|arg| {
+        command
+            .find_subcommand(&arg)
+            .map(|s| s.get_name().to_string())
+    });
+    let usage = match subcommand.and_then(|name| command.find_subcommand_mut(&name)) {
+        Some(sub) => sub.render_usage(),
+        None => command.render_usage(),
+    };
+    let (reason, more) = rendered
+        .split_once("\nFor more information")
+        .map_or((rendered.as_str(), ""), |(reason, _)| {
+            (reason, "For more information, try '--help'.\n")
+        });
+    eprint!("{}\n\n{usage}\n\n{more}", reason.trim_end());
+    std::process::exit(i32::from(exit::USAGE));
 }
 
 /// Log lines on stderr: `--log-level` (a bad one is a usage error), else `RUST_LOG`, else
