@@ -128,7 +128,8 @@ pub(crate) struct RunArgs {
     pub(crate) command: Vec<String>,
 
     /// The lease's ttl: how long the lock outlives pip-lock if pip-lock dies without releasing
-    /// it. The lease is renewed every third of it while the command runs. At least 2s.
+    /// it. The lease is renewed every third of its validity (memcached trusts the ttl rounded
+    /// up to whole seconds minus 1s) while the command runs. At least 2s.
     #[arg(short = 't', long, default_value = "30s", value_parser = parse_ttl, value_name = "DURATION")]
     pub(crate) ttl: Duration,
 
