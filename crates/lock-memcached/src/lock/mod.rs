@@ -18,6 +18,7 @@ mod errors;
 mod expiry;
 mod extend;
 mod fencing;
+mod force;
 mod inspect;
 mod lease;
 mod lifecycle;
