@@ -33,7 +33,8 @@ struct Report {
     boot_epoch: Option<i64>,
     boot_marker: Option<String>,
     uptime_secs: Option<u64>,
-    /// Quorum mode only: whether the server's uptime is still below `options.quarantine`.
+    /// Quorum mode only: whether the server is in quarantine (the lock's own judgement: its
+    /// boot, or its boot marker, younger than `options.quarantine`).
     in_quarantine: Option<bool>,
     items: Option<u64>,
     evictions: Option<u64>,
@@ -131,7 +132,11 @@ async fn from_lock(status: &ServerStatus, quarantine: Option<Duration>) -> Repor
         let boot = u64::try_from(status.boot_epoch?).ok()?;
         Some(Duration::from_secs(now.saturating_sub(boot)))
     });
-    report.in_quarantine = quarantine.map(|q| uptime.is_none_or(|up| up < q));
+    // The lock's own judgement (boot age = the shorter of uptime and the boot marker's age)
+    // where it has one; else the uptime against options.quarantine.
+    report.in_quarantine = status
+        .in_quarantine
+        .or_else(|| quarantine.map(|q| uptime.is_none_or(|up| up < q)));
     report
 }
 
@@ -273,7 +278,7 @@ fn print_text(r: &Report) {
         println!(
             "  quarantine (quorum mode): {}",
             if quarantined {
-                "yes: up for less than options.quarantine, not counted towards a majority"
+                "yes: restarted or flushed less than options.quarantine ago, not counted towards a majority"
             } else {
                 "no"
             }

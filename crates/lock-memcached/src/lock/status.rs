@@ -1,9 +1,13 @@
 //! Diagnostics: the health of every server, for operators.
 
+use std::time::Duration;
+
 use commons::{Context, Result};
 
 use super::MemcachedLock;
+use super::quorum::in_quarantine;
 use crate::client::{Call, Reply, Request};
+use crate::config::LockMode;
 
 /// The health of one memcached server, from [`MemcachedLock::server_status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,13 @@ pub struct ServerStatus {
     pub error: Option<String>,
     /// The protocol spoken to it: `"meta"` or `"classic"` (see `options.protocol`).
     pub protocol: &'static str,
+    /// How long the memory of its current boot has existed, as far as this instance knows:
+    /// the shorter of its uptime and the age of its boot marker (a `flush_all` or an evicted
+    /// marker counts as a restart).
+    pub boot_age: Option<Duration>,
+    /// Quorum mode only: whether it is in quarantine (its boot younger than
+    /// `options.quarantine`), so that its answers do not count towards a majority.
+    pub in_quarantine: Option<bool>,
 }
 
 impl MemcachedLock {
@@ -58,6 +69,12 @@ impl MemcachedLock {
                 evictions: health.evictions(),
                 error: None,
                 protocol: server.protocol(),
+                boot_age: health.identity().and_then(|id| health.boot_age(id)),
+                in_quarantine: (opened.config.mode == LockMode::Quorum).then(|| {
+                    health
+                        .identity()
+                        .is_none_or(|id| in_quarantine(server, id, &opened.config))
+                }),
             };
             match server.call(ctx, Request::Stats, &Call::repeatable()).await {
                 Ok(executed) => {
