@@ -31,7 +31,8 @@ fn inspect_tells_free_from_held_and_names_the_holder() {
     let held = inspect(&server.address(), &key);
     assert_eq!(held["held"], true);
     let remaining = held["remaining_ttl_ms"].as_u64().expect("a remaining ttl");
-    assert!(remaining > 0 && remaining <= 10_000, "{held}");
+    // The item's expiry is placed by the server's clock, up to 2 s after the ttl (+ rounding).
+    assert!(remaining > 0 && remaining <= 13_000, "{held}");
     assert_eq!(held["holder_fields"]["pid"], holder.id().to_string());
     assert_eq!(held["holder_fields"]["trace"], "pip-lock");
     assert!(held["fencing_token"].is_null());
