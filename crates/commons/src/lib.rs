@@ -15,6 +15,7 @@ mod factory;
 mod lifecycle;
 mod memory_discovery;
 mod opener;
+mod placeholders;
 mod references;
 
 pub use config_params::ConfigParams;
@@ -32,4 +33,5 @@ pub use factory::{Factory, FactoryRegistry, cannot_create};
 pub use lifecycle::{Configurable, Openable, Referenceable, Unreferenceable};
 pub use memory_discovery::MemoryDiscovery;
 pub use opener::{Closer, Opener};
+pub use placeholders::expand_env;
 pub use references::{Component, References};

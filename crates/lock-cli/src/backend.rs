@@ -241,8 +241,8 @@ fn read_file(path: &PathBuf) -> Result<Source, Failure> {
             path.display()
         ))
     })?;
-    crate::placeholders::expand(&mut document, |name| std::env::var(name).ok())
-        .map_err(|e| config_error(format!("{}: {e}", path.display())))?;
+    commons::expand_env(&mut document, |name| std::env::var(name).ok())
+        .map_err(|e| config_error(format!("{}: {}", path.display(), e.message())))?;
     Ok(Source::File {
         path: path.clone(),
         document,

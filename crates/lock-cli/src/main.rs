@@ -8,7 +8,6 @@ mod cli;
 mod exit;
 mod force_release;
 mod inspect;
-mod placeholders;
 mod run;
 mod signals;
 mod status;
