@@ -77,6 +77,8 @@ pub enum ErrorKind {
     Protocol,
     /// The operation or server version is not supported.
     Unsupported,
+    /// The server refused the credentials, or wants credentials that were not given.
+    Unauthorized,
     /// A component could not be created.
     Creation,
     /// A bug or an impossible state.
@@ -95,6 +97,7 @@ impl ErrorKind {
             ErrorKind::Connection | ErrorKind::Protocol => 503,
             ErrorKind::Timeout | ErrorKind::OutcomeUnknown => 504,
             ErrorKind::Unsupported => 501,
+            ErrorKind::Unauthorized => 401,
         }
     }
 
@@ -116,6 +119,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::OutcomeUnknown => "outcome unknown",
             ErrorKind::Protocol => "protocol error",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Creation => "creation error",
             ErrorKind::Internal => "internal error",
         };

@@ -21,3 +21,15 @@ pub const NO_QUORUM: &str = "NO_QUORUM";
 /// Quorum mode: a majority granted the lock, but by then its validity was used up (the
 /// servers answered too slowly for the ttl); what was granted has been released.
 pub const VALIDITY_USED_UP: &str = "VALIDITY_USED_UP";
+
+/// The server refused the configured user name or password (`-Y` authentication). Not
+/// retryable: the credentials must be fixed.
+pub const AUTH_FAILED: &str = "AUTH_FAILED";
+
+/// The server requires authentication (started with `-Y`) and no credentials are configured.
+pub const AUTH_REQUIRED: &str = "AUTH_REQUIRED";
+
+/// Credentials are configured but the server does not use authentication (started without
+/// `-Y`): refused rather than ignored, since the deployment is not what the configuration
+/// says.
+pub const AUTH_NOT_REQUIRED: &str = "AUTH_NOT_REQUIRED";

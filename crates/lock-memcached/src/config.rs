@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use commons::{ConfigParams, Error, Result};
 
-use crate::client::ClientOptions;
+use std::sync::Arc;
+
+use crate::client::{ClientOptions, Credentials};
 pub use crate::client::{KeyDistribution, ProtocolMode};
 
 /// Every option `MemcachedLock` reads from `options.*`, with its default.
@@ -65,6 +67,9 @@ pub struct MemcachedLockConfig {
     /// `options.drift` (2 ms; quorum mode only): added to 1 % of the ttl, the clock drift a
     /// quorum lease's validity allows for.
     pub drift: Duration,
+    /// `credential.username` / `credential.password` (none): memcached ASCII authentication
+    /// (`-Y`) on every new connection. The password is never shown.
+    pub(crate) auth: Option<Arc<Credentials>>,
 }
 
 /// How keys map to servers (`options.mode`).
@@ -102,6 +107,7 @@ impl Default for MemcachedLockConfig {
             max_ttl: Duration::from_millis(60_000),
             quarantine: Duration::from_millis(60_000),
             drift: Duration::from_millis(2),
+            auth: None,
         }
     }
 }
@@ -262,7 +268,13 @@ impl MemcachedLockConfig {
             max_ttl,
             quarantine,
             drift,
+            auth: credentials_of(config)?,
         })
+    }
+
+    /// The user name of the configured memcached authentication, if any.
+    pub fn username(&self) -> Option<&str> {
+        self.auth.as_deref().map(Credentials::username)
     }
 
     pub(crate) fn client_options(&self) -> ClientOptions {
@@ -277,7 +289,31 @@ impl MemcachedLockConfig {
             idle: self.idle,
             max_value: self.max_value,
             distribution: self.distribution,
+            auth: self.auth.clone(),
         }
+    }
+}
+
+/// `credential.username` and `credential.password`, checked: a password needs a user name,
+/// and neither may hold a space or a line break (the protocol sends `<user> <password>` on
+/// one line).
+fn credentials_of(config: &ConfigParams) -> Result<Option<Arc<Credentials>>> {
+    let username = config.get("credential.username");
+    let password = config.get("credential.password");
+    match (username, password) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Error::config(
+            "credential.password is set without credential.username",
+        )
+        .with_detail("key", "credential.username")),
+        (Some(user), password) => Credentials::new(user, password.unwrap_or_default())
+            .map(|c| Some(Arc::new(c)))
+            .ok_or_else(|| {
+                Error::config(
+                    "credential.username must be non-empty, and neither it nor credential.password may contain spaces or line breaks (memcached's authentication sends them on one line)",
+                )
+                .with_detail("key", "credential.username")
+            }),
     }
 }
 

@@ -123,6 +123,7 @@ pub struct ServerBuilder {
     threads: u32,
     extra: Vec<String>,
     ready_timeout: Duration,
+    auth: Option<(String, String)>,
 }
 
 impl Default for ServerBuilder {
@@ -133,6 +134,7 @@ impl Default for ServerBuilder {
             threads: DEFAULT_THREADS,
             extra: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            auth: None,
         }
     }
 }
@@ -162,6 +164,14 @@ impl ServerBuilder {
     /// A fixed port instead of a free one chosen by the kernel.
     pub fn port(mut self, p: u16) -> Self {
         self.port = Some(p);
+        self
+    }
+
+    /// Requires ASCII authentication (`-Y`) with this one user: the auth file is written to
+    /// the temporary directory, and the testkit's own `version`/`stats` exchanges
+    /// authenticate first.
+    pub fn auth(mut self, username: &str, password: &str) -> Self {
+        self.auth = Some((username.to_string(), password.to_string()));
         self
     }
 
@@ -195,6 +205,17 @@ impl ServerBuilder {
             args.push("-u".to_string());
             args.push("root".to_string());
         }
+        if let Some((user, password)) = &self.auth {
+            static FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let file = std::env::temp_dir().join(format!(
+                "memcached-testkit-auth-{}-{n}.txt",
+                std::process::id()
+            ));
+            std::fs::write(&file, format!("{user}:{password}\n"))?;
+            args.push("-Y".to_string());
+            args.push(file.display().to_string());
+        }
         args.extend(self.extra);
 
         let mut server = MemcachedServer {
@@ -205,6 +226,7 @@ impl ServerBuilder {
             child: None,
             stderr: Arc::new(Mutex::new(Vec::new())),
             ready_timeout: self.ready_timeout,
+            auth: self.auth,
         };
         match self.port {
             Some(_) => server.spawn_on_fixed_port()?,
@@ -238,6 +260,8 @@ pub struct MemcachedServer {
     /// `Some` while the process has not been reaped by us, so its pid cannot be reused and
     /// signalling it is safe.
     child: Option<Child>,
+    /// The one user of a server started with `-Y`.
+    auth: Option<(String, String)>,
     stderr: Arc<Mutex<Vec<u8>>>,
     ready_timeout: Duration,
 }
@@ -370,7 +394,7 @@ impl MemcachedServer {
     /// Runs `stats` over a blocking connection (2 s timeouts) and returns the `STAT` pairs
     /// in order, for example `("pid", "1234")`.
     pub fn stats(&self) -> Result<Vec<(String, String)>, TestkitError> {
-        stats_at(self.socket_addr(), IO_TIMEOUT)
+        stats_at(self.socket_addr(), IO_TIMEOUT, self.auth.as_ref())
     }
 
     /// What memcached wrote to stderr so far for the current process (the last 64 KiB).
@@ -516,7 +540,7 @@ impl MemcachedServer {
                     return Err(AttemptError::Fatal(e.into()));
                 }
             }
-            if probe(addr, pid) {
+            if probe(addr, pid, self.auth.as_ref()) {
                 self.child = Some(child);
                 self.pid = pid;
                 self.stderr = stderr;
@@ -589,7 +613,7 @@ fn stderr_text(buf: &Mutex<Vec<u8>>) -> String {
 }
 
 /// True when the server at `addr` answers `version` and its `stats` report `pid`.
-fn probe(addr: SocketAddr, pid: u32) -> bool {
+fn probe(addr: SocketAddr, pid: u32, auth: Option<&(String, String)>) -> bool {
     let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
@@ -597,8 +621,9 @@ fn probe(addr: SocketAddr, pid: u32) -> bool {
         stream.set_read_timeout(Some(Duration::from_millis(500)))?;
         stream.set_write_timeout(Some(Duration::from_millis(500)))?;
         let mut writer = &stream;
-        writer.write_all(b"version\r\n")?;
         let mut reader = BufReader::new(&stream);
+        authenticate(&stream, &mut reader, auth)?;
+        writer.write_all(b"version\r\n")?;
         let mut line = String::new();
         reader.read_line(&mut line)?;
         if !line.starts_with("VERSION ") {
@@ -617,13 +642,39 @@ fn probe(addr: SocketAddr, pid: u32) -> bool {
 pub(crate) fn stats_at(
     addr: SocketAddr,
     timeout: Duration,
+    auth: Option<&(String, String)>,
 ) -> Result<Vec<(String, String)>, TestkitError> {
     let stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    (&stream).write_all(b"stats\r\n")?;
     let mut reader = BufReader::new(&stream);
+    authenticate(&stream, &mut reader, auth)?;
+    (&stream).write_all(b"stats\r\n")?;
     Ok(read_stats(&mut reader)?)
+}
+
+/// memcached's ASCII authentication on a fresh connection, when `auth` is given.
+fn authenticate(
+    stream: &TcpStream,
+    reader: &mut impl BufRead,
+    auth: Option<&(String, String)>,
+) -> std::io::Result<()> {
+    let Some((user, password)) = auth else {
+        return Ok(());
+    };
+    let data = format!("{user} {password}");
+    let mut writer = stream;
+    writer.write_all(format!("set auth 0 0 {}\r\n{data}\r\n", data.len()).as_bytes())?;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if line.trim_end() == "STORED" {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "authentication refused: {}",
+            line.trim_end()
+        )))
+    }
 }
 
 /// Reads `STAT <name> <value>` lines up to `END`.

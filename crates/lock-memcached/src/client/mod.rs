@@ -3,6 +3,7 @@
 //! - [`codec`]: requests to bytes and bytes to replies, tested without a server;
 //! - [`errors`], [`identity`], [`options`], [`tcp`]: what both transports share (the errors,
 //!   which boot of a server a connection talks to, the settings, opening a socket);
+//! - [`auth`]: memcached's ASCII authentication on a new connection, before anything else;
 //! - [`late`]: where a reply goes when its caller stopped waiting;
 //! - [`transport`]: the seam between the policy and the wire, implemented by
 //!   - [`meta`]: pipelined meta commands, one task per socket, cancellation-safe;
@@ -15,6 +16,7 @@
 //! - [`selector`]: which server holds a key (ketama or CRC32 modulo);
 //! - [`cluster`]: the servers plus the selector, opened together.
 
+mod auth;
 mod classic;
 mod clock;
 mod cluster;
@@ -33,6 +35,7 @@ mod tcp;
 mod test_support;
 mod transport;
 
+pub(crate) use auth::Credentials;
 pub(crate) use clock::Offset;
 pub(crate) use cluster::Cluster;
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! The client's settings. They have no defaults of their own: the lock's typed configuration
 //! (`MemcachedLockConfig`) is the one place defaults live, and it builds these.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::Credentials;
 use super::selector::KeyDistribution;
 
 /// Which memcached protocol the lock speaks (`options.protocol`).
@@ -44,4 +46,6 @@ pub(crate) struct ClientOptions {
     pub(crate) max_value: usize,
     /// How keys are spread over servers.
     pub(crate) distribution: KeyDistribution,
+    /// memcached ASCII authentication (`-Y`) for every new connection, if configured.
+    pub(crate) auth: Option<Arc<Credentials>>,
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::wire::Wire;
+use crate::client::auth;
 use crate::client::codec::{MetaFlags, Reply, ReplyShape, parse_with_limit};
 use crate::client::errors::{
     connection_error, is_error_reply, protocol_error, reply_error, timed_out,
@@ -89,6 +90,13 @@ impl ClassicConn {
             .min(deadline.saturating_duration_since(Instant::now()));
         let address = &**peer.name();
         let mut stream = tcp::connect(peer, connect_timeout).await?;
+        auth::authenticate(
+            &mut stream,
+            address,
+            options.auth.as_deref(),
+            connect_timeout,
+        )
+        .await?;
         let socket_error = |what: &str, e: io::Error| {
             connection_error(
                 address,
@@ -211,6 +219,11 @@ async fn read_reply(
         match parse_with_limit(buf, shape, max_value) {
             Ok(Some((reply, used))) => {
                 buf.drain(..used);
+                if let Reply::ClientError(message) = &reply
+                    && auth::is_unauthenticated(message)
+                {
+                    return Err(auth::required(address));
+                }
                 if is_error_reply(&reply) {
                     return Err(reply_error(address, &reply, "the probe"));
                 }

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::client::auth::{self, Credentials};
 use crate::client::codec::{
     DEFAULT_MAX_VALUE, ProtocolError, Reply, ReplyShape, Request, parse_with_limit,
 };
@@ -139,13 +140,16 @@ impl Drop for PendingReply {
 }
 
 impl Connection {
-    /// Connects (bounded by `connect_timeout`), sets TCP_NODELAY and starts the task.
+    /// Connects (bounded by `connect_timeout`), sets TCP_NODELAY, authenticates when
+    /// `credentials` are given (bounded by `connect_timeout` again) and starts the task.
     pub(crate) async fn open(
         peer: &Peer,
         connect_timeout: Duration,
         max_value: usize,
+        credentials: Option<&Credentials>,
     ) -> Result<Connection, Error> {
-        let stream = tcp::connect(peer, connect_timeout).await?;
+        let mut stream = tcp::connect(peer, connect_timeout).await?;
+        auth::authenticate(&mut stream, peer.name(), credentials, connect_timeout).await?;
         let address = peer.name().clone();
         let shared = Arc::new(Shared {
             alive: AtomicBool::new(true),

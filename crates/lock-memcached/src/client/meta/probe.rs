@@ -4,6 +4,7 @@ use commons::{Error, ErrorKind, codes};
 use tokio::time::{Instant, timeout_at};
 
 use super::connection::Connection;
+use crate::client::auth;
 use crate::client::codec::{Reply, Request, SetMode, WireKey};
 use crate::client::errors::timed_out;
 use crate::client::identity::{BOOT_MARKER_KEY, Probe, new_boot_marker, supports_meta};
@@ -28,7 +29,14 @@ pub(crate) async fn probe(conn: &Connection, deadline: Instant) -> Result<Probe,
     let not_in_time = || timed_out(address, left, "answering version/stats");
     let version = timeout_at(deadline, version.wait())
         .await
-        .map_err(|_| not_in_time())??;
+        .map_err(|_| not_in_time())?;
+    // A server started with -Y answers everything with CLIENT_ERROR until authenticated.
+    let version = match version {
+        Ok(Reply::ClientError(message)) if auth::is_unauthenticated(&message) => {
+            return Err(auth::required(address));
+        }
+        other => other?,
+    };
     let stats = timeout_at(deadline, stats.wait())
         .await
         .map_err(|_| not_in_time())??;
