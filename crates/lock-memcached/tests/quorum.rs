@@ -194,3 +194,30 @@ async fn quorum_mode_needs_three_servers_and_caps_the_ttl() {
         .expect_err("above max_ttl");
     assert_eq!(err.code(), commons::codes::BAD_TTL, "{err}");
 }
+
+/// A quorum client opens while a minority of its servers is down (it needs only a majority
+/// to work), and uses the missing server once it is back; with a majority down the open
+/// fails, naming the unreachable server.
+#[tokio::test]
+async fn a_quorum_lock_opens_with_a_minority_of_its_servers_down() {
+    let mut servers = aged_quorum(3).await;
+    servers[2].stop();
+    let lock = quorum_lock(&servers).await;
+    let ctx = Context::new();
+    let key = unique_key("minority-down");
+    assert!(
+        lock.try_acquire_lock(&ctx, &key, TTL)
+            .await
+            .expect("acquire")
+    );
+    assert!(lock.release_owned(&ctx, &key).await.expect("release"));
+    let status = lock.server_status(&ctx).await.expect("status");
+    assert!(status[2].error.is_some(), "{:?}", status[2]);
+
+    servers[1].stop();
+    let lock = MemcachedLock::new();
+    lock.configure(&quorum_config(&servers)).expect("configure");
+    let err = lock.open(&ctx).await.expect_err("a majority is down");
+    assert_eq!(err.kind(), commons::ErrorKind::Connection, "{err}");
+    assert!(err.message().contains(&servers[1].address()), "{err}");
+}

@@ -31,11 +31,16 @@ impl Cluster {
     /// (`ErrorKind::Unsupported`); `Classic` speaks the classic text protocol to every server;
     /// `Auto` probes each server's `version` and picks meta from 1.6.13 on, classic below
     /// (and for a version it cannot read).
+    ///
+    /// `at_least` servers must answer their probe; the others may be unreachable (not
+    /// misconfigured: any other error fails the open) and are then added unprobed, to be
+    /// connected and probed on first use (quorum mode opens with a majority).
     pub(crate) async fn connect(
         ctx: &Context,
         addresses: Vec<String>,
         options: ClientOptions,
         mode: ProtocolMode,
+        at_least: usize,
     ) -> Result<Cluster, Error> {
         if addresses.is_empty() {
             return Err(Error::new(
@@ -67,7 +72,7 @@ impl Cluster {
         }
         check_distinct(&addresses, &resolved).map_err(|e| e.with_context(ctx))?;
         let mut probes = tokio::task::JoinSet::new();
-        for (i, (address, candidates)) in addresses.iter().zip(resolved).enumerate() {
+        for (i, (address, candidates)) in addresses.iter().zip(resolved.clone()).enumerate() {
             let address = address.clone();
             let options = options.clone();
             let ctx = ctx.clone();
@@ -79,7 +84,7 @@ impl Cluster {
             });
         }
         let mut opened: Vec<Option<Arc<Endpoint>>> = vec![None; addresses.len()];
-        let mut first_error: Option<(usize, Error)> = None;
+        let mut errors: Vec<(usize, Error)> = Vec::new();
         while let Some(joined) = probes.join_next().await {
             match joined {
                 Ok((i, Ok(endpoint))) => {
@@ -87,11 +92,7 @@ impl Cluster {
                         *slot = Some(endpoint);
                     }
                 }
-                Ok((i, Err(e))) => {
-                    if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
-                        first_error = Some((i, e));
-                    }
-                }
+                Ok((i, Err(e))) => errors.push((i, e)),
                 Err(e) => {
                     for s in opened.iter().flatten() {
                         s.close();
@@ -102,11 +103,30 @@ impl Cluster {
                 }
             }
         }
-        if let Some((_, e)) = first_error {
+        errors.sort_by_key(|(i, _)| *i);
+        let answered = opened.iter().flatten().count();
+        let fatal = errors
+            .iter()
+            .position(|(_, e)| !is_unreachable(e))
+            .or((answered < at_least && !errors.is_empty()).then_some(0));
+        if let Some(at) = fatal {
             for s in opened.iter().flatten() {
                 s.close();
             }
-            return Err(e);
+            return Err(errors.swap_remove(at).1);
+        }
+        for (i, _) in errors {
+            // Unreachable now, and not needed to open: connected and probed on first use.
+            let peer = Peer::new(addresses[i].as_str(), resolved[i][0]);
+            let endpoint = match mode {
+                ProtocolMode::Classic => Endpoint::Classic(Server::pinned(peer, options.clone())),
+                // A server that cannot be asked its version is taken to speak meta (quorum
+                // mode needs it anyway); an older one fails on first use.
+                ProtocolMode::Meta | ProtocolMode::Auto => {
+                    Endpoint::Meta(Server::pinned(peer, options.clone()))
+                }
+            };
+            opened[i] = Some(Arc::new(endpoint));
         }
         let servers: Vec<Arc<Endpoint>> = opened.into_iter().flatten().collect();
         if servers.len() != addresses.len() {
@@ -246,6 +266,12 @@ async fn open_endpoint(
         return Err(e);
     }
     Ok(Arc::new(endpoint))
+}
+
+/// Whether a probe failed because the server could not be reached or did not answer (as
+/// opposed to a misconfiguration: wrong credentials, an unsupported server).
+fn is_unreachable(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout)
 }
 
 /// "host:port" with a non-empty host and a numeric port.

@@ -12,7 +12,7 @@ use commons::{
 };
 
 use super::errors::{cas_disabled, unexpected};
-use super::quorum::release_replicas;
+use super::quorum::{majority, release_replicas};
 use super::release::delete_held;
 use super::{MemcachedLock, Opened, lock, read, write};
 use crate::client::{Call, Cluster, Endpoint, Request, SetMode, WireKey};
@@ -96,13 +96,27 @@ impl Openable for MemcachedLock {
 }
 
 impl MemcachedLock {
-    /// Resolves the servers, opens the cluster and checks that every server supports
-    /// owner-checked locks (CAS enabled).
+    /// Resolves the servers, opens the cluster and checks that every server that answered
+    /// supports owner-checked locks (CAS enabled). Sharded mode needs every server at open;
+    /// quorum mode a majority (the others are connected on first use).
     async fn connect(&self, ctx: &Context, config: &MemcachedLockConfig) -> Result<Opened> {
         let addresses = self.resolve_addresses(ctx).await?;
-        let cluster =
-            Cluster::connect(ctx, addresses, config.client_options(), config.protocol).await?;
+        let at_least = match config.mode {
+            LockMode::Quorum => majority(addresses.len()),
+            _ => addresses.len(),
+        };
+        let cluster = Cluster::connect(
+            ctx,
+            addresses,
+            config.client_options(),
+            config.protocol,
+            at_least,
+        )
+        .await?;
         for server in cluster.servers() {
+            if server.health().identity().is_none() {
+                continue; // not reached at open: a grant with CAS 0 (-C) is refused when it answers
+            }
             if let Err(e) = probe_cas(ctx, server).await {
                 cluster.close().await;
                 return Err(e);

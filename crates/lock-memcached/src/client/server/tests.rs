@@ -15,6 +15,9 @@ use crate::client::{
     Request, SetMode, WireKey,
 };
 
+/// Every server must answer at open (sharded mode).
+const ALL: usize = usize::MAX;
+
 async fn run(server: &Server, req: Request) -> Reply {
     server
         .execute(&ctx(), req, true, None)
@@ -430,9 +433,15 @@ async fn old_servers_are_refused_and_unreachable_ones_named() {
             .replace("VERSION 1.6.18", "VERSION 1.6.12")
             .into_bytes()
     })));
-    let err = Cluster::connect(&ctx(), vec![proxy.address()], opts(), ProtocolMode::Meta)
-        .await
-        .unwrap_err();
+    let err = Cluster::connect(
+        &ctx(),
+        vec![proxy.address()],
+        opts(),
+        ProtocolMode::Meta,
+        ALL,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert_eq!(err.code(), codes::UNSUPPORTED);
     assert!(
@@ -448,6 +457,7 @@ async fn old_servers_are_refused_and_unreachable_ones_named() {
         vec![mc.address(), dead.clone()],
         opts(),
         ProtocolMode::Meta,
+        ALL,
     )
     .await
     .unwrap_err();
@@ -455,7 +465,7 @@ async fn old_servers_are_refused_and_unreachable_ones_named() {
     assert!(err.message().contains(&dead), "{err}");
     assert_eq!(err.trace_id(), Some("client-test"));
 
-    let err = Cluster::connect(&ctx(), vec![], opts(), ProtocolMode::Meta)
+    let err = Cluster::connect(&ctx(), vec![], opts(), ProtocolMode::Meta, ALL)
         .await
         .unwrap_err();
     assert_eq!(err.code(), codes::NO_CONNECTION);
@@ -474,6 +484,7 @@ async fn cluster_spreads_keys_and_each_key_lives_on_its_server() {
                 ..opts()
             },
             ProtocolMode::Meta,
+            ALL,
         )
         .await
         .expect("connect");
@@ -656,6 +667,6 @@ fn client_futures_are_send(server: Arc<Server>, ctx: Context, addresses: Vec<Str
     fn is_send<T: Send>(_: T) {}
     is_send(async move { server.execute(&ctx, Request::Noop, true, None).await });
     is_send(async move {
-        Cluster::connect(&Context::new(), addresses, opts(), ProtocolMode::Meta).await
+        Cluster::connect(&Context::new(), addresses, opts(), ProtocolMode::Meta, ALL).await
     });
 }
