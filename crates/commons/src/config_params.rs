@@ -344,6 +344,19 @@ macro_rules! config_params {
     }};
 }
 
+/// The section names of `config` in configuration order: names that are numbers (JSON
+/// arrays flatten to `0`, `1`, ..., `10`) first, in numeric order, then the others by name.
+pub(crate) fn ordered_section_names(config: &ConfigParams) -> Vec<String> {
+    let mut names = config.get_section_names();
+    names.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    });
+    names
+}
+
 fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
     last.ends_with("password")

@@ -1,5 +1,6 @@
 //! `ConnectionResolver`: turns a component's configuration into the list of servers to talk to.
 
+use crate::config_params::ordered_section_names;
 use crate::{
     ConfigParams, ConnectionParams, Context, Descriptor, Discovery, Error, ErrorKind, References,
     Result, codes,
@@ -219,15 +220,7 @@ fn join(path: &str, key: &str) -> String {
 fn read_connections(config: &ConfigParams) -> Vec<(String, ConnectionParams)> {
     let connections = config.get_section("connections");
     if !connections.is_empty() {
-        let mut names = connections.get_section_names();
-        // JSON arrays flatten to 0, 1, ..., 10: keep their numeric order.
-        names.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(_), Err(_)) => a.cmp(b),
-        });
-        return names
+        return ordered_section_names(&connections)
             .into_iter()
             .map(|name| {
                 let section = connections.get_section(&name);
