@@ -1,6 +1,6 @@
 //! `ConnectionResolver`: turns a component's configuration into the list of servers to talk to.
 
-use crate::config_params::ordered_section_names;
+use crate::config_params::{ordered_section_names, redact_uri};
 use crate::{
     ConfigParams, ConnectionParams, Context, Descriptor, Discovery, Error, ErrorKind, References,
     Result, codes,
@@ -350,7 +350,9 @@ struct ParsedUri {
 /// Parses `[scheme://][user[:password]@]host[:port][,host[:port]...][/][?k=v&...]`;
 /// a host may be an IPv6 address in brackets (`[::1]:11211`).
 fn parse_uri(uri: &str, key: &str) -> Result<ParsedUri> {
-    let bad = |expected: &str| Error::bad_config_value(key, uri, expected);
+    // The uri may carry a password (`user:password@`, `?password=`): errors show it redacted.
+    let shown = redact_uri(uri);
+    let bad = |expected: &str| Error::bad_config_value(key, &shown, expected);
     let text = uri.trim();
     if text.is_empty() {
         return Err(bad("a uri such as memcached://host1:11211,host2:11212"));
@@ -473,7 +475,7 @@ fn parse_host_port(entry: &str) -> std::result::Result<(String, Option<u16>), &'
 }
 
 /// Decodes `%XX` escapes; `None` on a broken escape or invalid UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

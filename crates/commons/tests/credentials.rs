@@ -662,3 +662,31 @@ fn a_bad_credential_in_the_string_form_names_its_full_key() {
     assert_error_has_no_secret(&err);
     assert!(store.keys().is_empty());
 }
+
+#[test]
+fn a_password_in_a_connection_uri_stays_out_of_errors_and_debug() {
+    for uri in [
+        format!("memcached://alice:{SECRET}@h:99999"),
+        format!("memcached://alice:{SECRET}@h/path"),
+        format!("memcached://alice:pa/{SECRET}@h"),
+        format!("memcached://alice:pa?{SECRET}@h:0"),
+        format!("memcached://h?password={SECRET}&port=1"),
+        format!("memcached://h?pass%77ord={SECRET}&host=x"),
+        format!("memcached://h?access_key={SECRET}#frag"),
+    ] {
+        let mut c = ConfigParams::new();
+        c.set("connection.uri", &uri);
+        assert_no_secret("ConfigParams Debug", &format!("{c:?}"));
+        let err = commons::ConnectionResolver::from_config(&c).expect_err(&uri);
+        assert_eq!(err.code(), codes::BAD_CONFIG, "{uri}");
+        assert_eq!(err.detail("key"), Some("connection.uri"), "{uri}");
+        assert_error_has_no_secret(&err);
+        assert!(err.to_string().contains("memcached://"), "{err}");
+    }
+    // Without user info or secret query pairs the uri is shown as it is.
+    let mut c = ConfigParams::new();
+    c.set("connection.uri", "memcached://h:99999?timeout=5");
+    let err = commons::ConnectionResolver::from_config(&c).unwrap_err();
+    assert_eq!(err.detail("value"), Some("memcached://h:99999?timeout=5"));
+    assert!(format!("{c:?}").contains("memcached://h:99999?timeout=5"));
+}
