@@ -294,12 +294,15 @@ impl ConfigParams {
 impl fmt::Debug for ConfigParams {
     /// Values of keys that look secret are masked so configurations can be logged: keys
     /// whose last dotted segment (any case) ends in `password`, `secret` or `token`, or is
-    /// `pass`, `pwd`, `access_key`, `secret_key` or `api_key`.
+    /// `pass`, `passwd`, `pwd`, `access_key`, `client_key`, `secret_key` or `api_key`. A `uri`
+    /// is shown with its user info (`user:password@`) and secret query values masked.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (k, v) in &self.values {
             if is_secret_key(k) {
                 map.entry(k, &"***");
+            } else if is_uri_key(k) {
+                map.entry(k, &redact_uri(v));
             } else {
                 map.entry(k, v);
             }
@@ -344,15 +347,81 @@ macro_rules! config_params {
     }};
 }
 
-fn is_secret_key(key: &str) -> bool {
+/// The section names of `config` in configuration order: names that are numbers (JSON
+/// arrays flatten to `0`, `1`, ..., `10`) first, in numeric order, then the others by name.
+pub(crate) fn ordered_section_names(config: &ConfigParams) -> Vec<String> {
+    let mut names = config.get_section_names();
+    names.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    });
+    names
+}
+
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
     last.ends_with("password")
         || last.ends_with("secret")
         || last.ends_with("token")
         || matches!(
             last.as_str(),
-            "pass" | "pwd" | "access_key" | "secret_key" | "api_key"
+            "pass" | "passwd" | "pwd" | "access_key" | "client_key" | "secret_key" | "api_key"
         )
+}
+
+/// A query key, escaped or not (`pass%77ord`), that names a secret.
+fn is_secret_query_key(key: &str) -> bool {
+    is_secret_key(key.trim())
+        || crate::connection_resolver::percent_decode(key).is_some_and(|k| is_secret_key(k.trim()))
+}
+
+fn is_uri_key(key: &str) -> bool {
+    key.rsplit('.')
+        .next()
+        .is_some_and(|last| last.eq_ignore_ascii_case("uri"))
+}
+
+/// `uri` fit for logs and error messages: everything between the scheme and the last `@`
+/// (the user info, which may hold a password with unescaped `/`, `?` or `@`) becomes `***`,
+/// and so does the value of every query pair whose key looks secret (`?password=...`).
+/// A uri without user info or secret query pairs comes back unchanged.
+///
+/// ```text
+/// memcached://alice:s3cret@h1,h2?timeout=5&token=t  ->  memcached://***@h1,h2?timeout=5&token=***
+/// ```
+pub(crate) fn redact_uri(uri: &str) -> String {
+    let start = uri.find("://").map_or(0, |p| p + 3);
+    let (head, rest) = uri.split_at(start);
+    let mut out = head.to_string();
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            out.push_str("***");
+            &rest[at..]
+        }
+        None => rest,
+    };
+    match rest.split_once('?') {
+        Some((hosts, query)) => {
+            out.push_str(hosts);
+            out.push('?');
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                match pair.split_once('=') {
+                    Some((k, _)) if is_secret_query_key(k) => {
+                        out.push_str(k);
+                        out.push_str("=***");
+                    }
+                    _ => out.push_str(pair),
+                }
+            }
+        }
+        None => out.push_str(rest),
+    }
+    out
 }
 
 fn parse_integer(raw: &str) -> Option<i64> {

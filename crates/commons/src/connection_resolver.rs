@@ -1,5 +1,6 @@
 //! `ConnectionResolver`: turns a component's configuration into the list of servers to talk to.
 
+use crate::config_params::{ordered_section_names, redact_uri};
 use crate::{
     ConfigParams, ConnectionParams, Context, Descriptor, Discovery, Error, ErrorKind, References,
     Result, codes,
@@ -219,15 +220,7 @@ fn join(path: &str, key: &str) -> String {
 fn read_connections(config: &ConfigParams) -> Vec<(String, ConnectionParams)> {
     let connections = config.get_section("connections");
     if !connections.is_empty() {
-        let mut names = connections.get_section_names();
-        // JSON arrays flatten to 0, 1, ..., 10: keep their numeric order.
-        names.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(_), Err(_)) => a.cmp(b),
-        });
-        return names
+        return ordered_section_names(&connections)
             .into_iter()
             .map(|name| {
                 let section = connections.get_section(&name);
@@ -357,7 +350,9 @@ struct ParsedUri {
 /// Parses `[scheme://][user[:password]@]host[:port][,host[:port]...][/][?k=v&...]`;
 /// a host may be an IPv6 address in brackets (`[::1]:11211`).
 fn parse_uri(uri: &str, key: &str) -> Result<ParsedUri> {
-    let bad = |expected: &str| Error::bad_config_value(key, uri, expected);
+    // The uri may carry a password (`user:password@`, `?password=`): errors show it redacted.
+    let shown = redact_uri(uri);
+    let bad = |expected: &str| Error::bad_config_value(key, &shown, expected);
     let text = uri.trim();
     if text.is_empty() {
         return Err(bad("a uri such as memcached://host1:11211,host2:11212"));
@@ -480,7 +475,7 @@ fn parse_host_port(entry: &str) -> std::result::Result<(String, Option<u16>), &'
 }
 
 /// Decodes `%XX` escapes; `None` on a broken escape or invalid UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

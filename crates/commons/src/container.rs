@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
-    Closer, Component, ConfigParams, Configurable, Context, DefaultDiscoveryFactory, Descriptor,
-    Error, Factory, Openable, Referenceable, References, Result, Unreferenceable, cannot_create,
+    Closer, Component, ConfigParams, Configurable, Context, DefaultCredentialStoreFactory,
+    DefaultDiscoveryFactory, Descriptor, Error, Factory, Openable, Referenceable, References,
+    Result, Unreferenceable, cannot_create,
 };
 
 /// One entry of the configuration document: what to create and how to configure it.
@@ -56,7 +57,8 @@ struct Created {
 /// close its components: call `close`.
 ///
 /// The container knows [`DefaultDiscoveryFactory`] (`pip-services:discovery:memory:*:1.0`)
-/// from the start.
+/// and [`DefaultCredentialStoreFactory`] (`pip-services:credential-store:memory:*:1.0`) from
+/// the start.
 ///
 /// ```
 /// use commons::{Container, Context, Descriptor, Discovery};
@@ -90,10 +92,14 @@ pub struct Container {
 }
 
 impl Container {
-    /// An empty container that knows the [`DefaultDiscoveryFactory`].
+    /// An empty container that knows the [`DefaultDiscoveryFactory`] and the
+    /// [`DefaultCredentialStoreFactory`].
     pub fn new() -> Self {
         Container {
-            factories: vec![Arc::new(DefaultDiscoveryFactory::new())],
+            factories: vec![
+                Arc::new(DefaultDiscoveryFactory::new()),
+                Arc::new(DefaultCredentialStoreFactory::new()),
+            ],
             components: Vec::new(),
             references: References::new(),
             created: tokio::sync::Mutex::new(Vec::new()),
