@@ -185,3 +185,49 @@ fn total_connections(server: &MemcachedServer) -> u64 {
         .and_then(|(_, v)| v.parse().ok())
         .expect("total_connections")
 }
+
+/// The framework's way: the lock names a `credential.store_key`, and a credential store in the
+/// same container holds the user name and password.
+#[tokio::test]
+async fn credentials_come_from_a_credential_store_by_store_key() {
+    let server = auth_server();
+    let document = |store_key: &str| {
+        serde_json::json!({"components": [
+            {"descriptor": "pip-services:credential-store:memory:default:1.0",
+             "memcached": {"username": USER, "password": PASSWORD}},
+            {"descriptor": "pip-services:lock:memcached:default:1.0",
+             "connection": {"uri": format!("memcached://{}", server.address())},
+             "credential": {"store_key": store_key},
+             "options": {"timeout": 2000}}
+        ]})
+    };
+    let ctx = Context::new();
+    let mut container = commons::Container::new();
+    container.add_factory(lock_memcached::memcached_lock_factory());
+    container
+        .read_config(&document("memcached"))
+        .expect("config");
+    container
+        .open(&ctx)
+        .await
+        .expect("open with the stored credentials");
+    let lock: std::sync::Arc<dyn Lock> = container
+        .references()
+        .get_one_required(&commons::Descriptor::new("*", "lock", "*", "*", "1.0"))
+        .expect("the lock");
+    let key = unique_key("stored");
+    assert!(
+        lock.try_acquire_lock(&ctx, &key, TTL)
+            .await
+            .expect("acquire")
+    );
+    lock.release_lock(&ctx, &key).await.expect("release");
+    container.close(&ctx).await.expect("close");
+
+    let mut missing = commons::Container::new();
+    missing.add_factory(lock_memcached::memcached_lock_factory());
+    missing.read_config(&document("elsewhere")).expect("config");
+    let err = missing.open(&ctx).await.expect_err("no such store key");
+    assert_eq!(err.code(), commons::codes::REF_ERROR, "{err}");
+    assert!(!format!("{err:?}").contains(PASSWORD));
+}

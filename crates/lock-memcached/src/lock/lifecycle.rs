@@ -7,15 +7,15 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use commons::{
-    ConfigParams, Configurable, ConnectionResolver, Context, Error, ErrorKind, Openable,
-    Referenceable, References, Result, codes,
+    ConfigParams, Configurable, ConnectionResolver, Context, CredentialResolver, Error, ErrorKind,
+    Openable, Referenceable, References, Result, codes,
 };
 
 use super::errors::{cas_disabled, unexpected};
 use super::quorum::{majority, release_replicas};
 use super::release::delete_held;
 use super::{MemcachedLock, Opened, lock, read, write};
-use crate::client::{Call, Cluster, Endpoint, Request, SetMode, WireKey};
+use crate::client::{Call, Cluster, Credentials, Endpoint, Request, SetMode, WireKey};
 use crate::config::{LockMode, MemcachedLockConfig};
 use crate::value::new_token;
 
@@ -25,8 +25,10 @@ const DEFAULT_PORT: u16 = 11211;
 impl Configurable for MemcachedLock {
     fn configure(&self, config: &ConfigParams) -> Result<()> {
         let typed = MemcachedLockConfig::from_config(config)?;
-        // Validates the connection keys now (a bad uri fails here, not at open).
+        // Validates the connection and credential keys now (a bad uri or a password without
+        // a user name fails here, not at open).
         ConnectionResolver::from_config(config)?;
+        CredentialResolver::from_config(config)?;
         *write(&self.config) = typed;
         *lock(&self.connection_config) = config.clone();
         Ok(())
@@ -101,6 +103,9 @@ impl MemcachedLock {
     /// quorum mode a majority (the others are connected on first use).
     async fn connect(&self, ctx: &Context, config: &MemcachedLockConfig) -> Result<Opened> {
         let addresses = self.resolve_addresses(ctx).await?;
+        let mut config = config.clone();
+        config.auth = self.resolve_credentials(ctx).await?;
+        let config = &config;
         let at_least = match config.mode {
             LockMode::Quorum => majority(addresses.len()),
             _ => addresses.len(),
@@ -126,6 +131,30 @@ impl MemcachedLock {
             cluster,
             config: config.clone(),
         })
+    }
+
+    /// The memcached user name and password: configured (`credential.*`), or looked up by
+    /// `credential.store_key` in the credential stores among the references.
+    async fn resolve_credentials(&self, ctx: &Context) -> Result<Option<Arc<Credentials>>> {
+        let mut resolver = CredentialResolver::from_config(&lock(&self.connection_config))?;
+        if let Some(refs) = lock(&self.references).as_ref() {
+            resolver.set_references(refs);
+        }
+        let Some(found) = resolver.lookup(ctx).await? else {
+            return Ok(None);
+        };
+        let Some(username) = found.username() else {
+            return Ok(None); // a credential without a user (TLS files only): no -Y login
+        };
+        Credentials::new(username, found.password().unwrap_or_default())
+            .map(|c| Some(Arc::new(c)))
+            .ok_or_else(|| {
+                Error::config(
+                    "the memcached user name must be non-empty, and neither it nor the password may contain spaces or line breaks",
+                )
+                .with_detail("key", "credential.username")
+                .with_context(ctx)
+            })
     }
 
     /// "host:port" of every configured or discovered server, in the configured order.
