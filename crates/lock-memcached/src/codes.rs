@@ -21,3 +21,9 @@ pub const NO_QUORUM: &str = "NO_QUORUM";
 /// Quorum mode: a majority granted the lock, but by then its validity was used up (the
 /// servers answered too slowly for the ttl); what was granted has been released.
 pub const VALIDITY_USED_UP: &str = "VALIDITY_USED_UP";
+
+/// TLS (`connection.protocol=tls`) cannot work with these settings: the server's certificate
+/// was refused (unknown CA, wrong name, expired), the server refused the client's (or wants
+/// one), or the port does not speak TLS. Kind `Config`, not retryable; the message names the
+/// server, the reason and the setting to look at.
+pub const TLS_FAILED: &str = "TLS_FAILED";

@@ -1,9 +1,11 @@
 //! The client's settings. They have no defaults of their own: the lock's typed configuration
 //! (`MemcachedLockConfig`) is the one place defaults live, and it builds these.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::selector::KeyDistribution;
+use super::tls::TlsSettings;
 
 /// Which memcached protocol the lock speaks (`options.protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub(crate) struct ClientOptions {
     pub(crate) pool_size: usize,
     /// Bounds every operation: connect, send and reply.
     pub(crate) timeout: Duration,
-    /// Bounds one TCP connect.
+    /// Bounds one connect: TCP, and the TLS handshake when TLS is on.
     pub(crate) connect_timeout: Duration,
     /// After a failed connect, a slot is not tried again before this much time passed since
     /// that attempt. A connection that worked and then broke is replaced at once.
@@ -44,4 +46,6 @@ pub(crate) struct ClientOptions {
     pub(crate) max_value: usize,
     /// How keys are spread over servers.
     pub(crate) distribution: KeyDistribution,
+    /// TLS for every connection (`connection.protocol=tls`), built once at configure.
+    pub(crate) tls: Option<Arc<TlsSettings>>,
 }

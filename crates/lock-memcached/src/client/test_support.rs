@@ -31,6 +31,7 @@ pub(crate) fn opts() -> ClientOptions {
         idle: Duration::ZERO,
         max_value: 1024 * 1024,
         distribution: KeyDistribution::Ketama,
+        tls: None,
     }
 }
 

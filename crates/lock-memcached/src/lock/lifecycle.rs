@@ -16,7 +16,7 @@ use super::quorum::release_replicas;
 use super::release::delete_held;
 use super::{MemcachedLock, Opened, lock, read, write};
 use crate::client::{Call, Cluster, Endpoint, Request, SetMode, WireKey};
-use crate::config::{LockMode, MemcachedLockConfig};
+use crate::config::{LockMode, MemcachedLockConfig, is_tls_protocol};
 use crate::value::new_token;
 
 /// memcached's port when a connection names none.
@@ -99,7 +99,7 @@ impl MemcachedLock {
     /// Resolves the servers, opens the cluster and checks that every server supports
     /// owner-checked locks (CAS enabled).
     async fn connect(&self, ctx: &Context, config: &MemcachedLockConfig) -> Result<Opened> {
-        let addresses = self.resolve_addresses(ctx).await?;
+        let addresses = self.resolve_addresses(ctx, config.tls.is_some()).await?;
         let cluster =
             Cluster::connect(ctx, addresses, config.client_options(), config.protocol).await?;
         for server in cluster.servers() {
@@ -114,8 +114,9 @@ impl MemcachedLock {
         })
     }
 
-    /// "host:port" of every configured or discovered server, in the configured order.
-    async fn resolve_addresses(&self, ctx: &Context) -> Result<Vec<String>> {
+    /// "host:port" of every configured or discovered server, in the configured order. A
+    /// server whose `protocol` (or uri scheme) disagrees with `tls` is refused.
+    async fn resolve_addresses(&self, ctx: &Context, tls: bool) -> Result<Vec<String>> {
         let mut resolver = ConnectionResolver::from_config(&lock(&self.connection_config))?;
         if let Some(refs) = lock(&self.references).as_ref() {
             resolver.set_references(refs);
@@ -141,6 +142,16 @@ impl MemcachedLock {
                         .with_context(ctx)
                 })?,
             };
+            if let Some(protocol) = c.protocol()
+                && is_tls_protocol(protocol) != tls
+            {
+                return Err(Error::config(format!(
+                    "memcached at {host}:{port} has protocol '{protocol}' but the lock's TLS is {}: \
+                     every server of one lock uses TLS (connection.protocol=tls) or none",
+                    if tls { "on" } else { "off" }
+                ))
+                .with_context(ctx));
+            }
             addresses.push(commons::host_port(host, port));
         }
         Ok(addresses)

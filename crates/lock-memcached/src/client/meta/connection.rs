@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commons::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -28,7 +27,9 @@ use crate::client::codec::{
 use crate::client::errors::{not_sent, outcome_unknown, protocol_error, unsafe_key};
 use crate::client::identity::ServerIdentity;
 use crate::client::late::LateSender;
+use crate::client::stream::Stream;
 use crate::client::tcp::{self, Peer};
+use crate::client::tls::{TlsSettings, describe_io};
 
 const QUEUED: u8 = 0;
 const SENT: u8 = 1;
@@ -139,13 +140,15 @@ impl Drop for PendingReply {
 }
 
 impl Connection {
-    /// Connects (bounded by `connect_timeout`), sets TCP_NODELAY and starts the task.
+    /// Connects (bounded by `connect_timeout`, TLS handshake included), sets TCP_NODELAY and
+    /// starts the task.
     pub(crate) async fn open(
         peer: &Peer,
         connect_timeout: Duration,
         max_value: usize,
+        tls: Option<&TlsSettings>,
     ) -> Result<Connection, Error> {
-        let stream = tcp::connect(peer, connect_timeout).await?;
+        let stream = tcp::connect(peer, connect_timeout, tls).await?;
         let address = peer.name().clone();
         let shared = Arc::new(Shared {
             alive: AtomicBool::new(true),
@@ -156,7 +159,17 @@ impl Connection {
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let max_value = max_value.max(DEFAULT_MAX_VALUE);
-        tokio::spawn(run(stream, rx, shared.clone(), address.clone(), max_value));
+        match stream {
+            // Plain TCP splits without a lock between the halves.
+            Stream::Plain(tcp) => {
+                let (rd, wr) = tcp.into_split();
+                tokio::spawn(run(rd, wr, rx, shared.clone(), address.clone(), max_value));
+            }
+            tls @ Stream::Tls(_) => {
+                let (rd, wr) = tokio::io::split(tls);
+                tokio::spawn(run(rd, wr, rx, shared.clone(), address.clone(), max_value));
+            }
+        }
         Ok(Connection {
             address,
             tx,
@@ -288,19 +301,21 @@ enum Exit {
 }
 
 async fn run(
-    stream: TcpStream,
+    mut rd: impl AsyncRead + Unpin,
+    mut wr: impl AsyncWrite + Unpin,
     mut rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     address: Arc<str>,
     max_value: usize,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut wbuf: Vec<u8> = Vec::with_capacity(4096);
     let mut wpos = 0usize;
     let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut opaque: u32 = 0;
     let mut rx_open = true;
+    // Written but maybe not yet on the socket: TLS keeps records in its session until a flush.
+    let mut unflushed = false;
 
     let exit = 'task: loop {
         if !rx_open && pending.is_empty() && wpos == wbuf.len() {
@@ -313,7 +328,7 @@ async fn run(
                 match read {
                     Ok(0) => break Exit::Broken("the server closed the connection".into()),
                     Ok(_) => {}
-                    Err(e) => break Exit::Broken(format!("read failed: {e}")),
+                    Err(e) => break Exit::Broken(format!("read failed: {}", describe_io(&e))),
                 }
                 let mut pos = 0;
                 while let Some(front) = pending.front() {
@@ -344,17 +359,27 @@ async fn run(
                 }
                 rbuf.drain(..pos);
             }
-            written = wr.write(&wbuf[wpos..]), if wpos < wbuf.len() => {
+            // Writes what is buffered, then flushes it out of the TLS session (for plain
+            // TCP the flush does nothing).
+            written = async {
+                if wpos < wbuf.len() {
+                    wr.write(&wbuf[wpos..]).await.map(Some)
+                } else {
+                    wr.flush().await.map(|()| None)
+                }
+            }, if wpos < wbuf.len() || unflushed => {
                 match written {
-                    Ok(0) => break Exit::Broken("the socket accepts no more bytes".into()),
-                    Ok(n) => {
+                    Ok(Some(0)) => break Exit::Broken("the socket accepts no more bytes".into()),
+                    Ok(Some(n)) => {
                         wpos += n;
+                        unflushed = true;
                         if wpos == wbuf.len() {
                             wbuf.clear();
                             wpos = 0;
                         }
                     }
-                    Err(e) => break Exit::Broken(format!("write failed: {e}")),
+                    Ok(None) => unflushed = false,
+                    Err(e) => break Exit::Broken(format!("write failed: {}", describe_io(&e))),
                 }
             }
             cmd = rx.recv(), if rx_open && wbuf.len() - wpos < WRITE_BACKLOG => {
