@@ -322,13 +322,15 @@ fn tls_from_config(config: &ConfigParams) -> Result<Option<TlsConfig>> {
         let Some(value) = config.get(key) else {
             continue;
         };
-        let in_connection = key == "connection" || key.starts_with("connection.")
+        let in_connection = key == "connection"
+            || key.starts_with("connection.")
             || key.starts_with("connections.");
         let (leaf, protocol) = match key.rsplit_once('.').map_or(key, |(_, leaf)| leaf) {
             "protocol" if in_connection => ("protocol", Some(value)),
-            "uri" if in_connection || key == "uri" => {
-                ("uri", value.trim().split_once("://").map(|(scheme, _)| scheme))
-            }
+            "uri" if in_connection || key == "uri" => (
+                "uri",
+                value.trim().split_once("://").map(|(scheme, _)| scheme),
+            ),
             _ => continue,
         };
         match protocol {

@@ -123,6 +123,7 @@ pub struct ServerBuilder {
     threads: u32,
     extra: Vec<String>,
     ready_timeout: Duration,
+    plain_listener: bool,
 }
 
 impl Default for ServerBuilder {
@@ -133,6 +134,7 @@ impl Default for ServerBuilder {
             threads: DEFAULT_THREADS,
             extra: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            plain_listener: false,
         }
     }
 }
@@ -162,6 +164,27 @@ impl ServerBuilder {
     /// A fixed port instead of a free one chosen by the kernel.
     pub fn port(mut self, p: u16) -> Self {
         self.port = Some(p);
+        self
+    }
+
+    /// Adds a second listener on another free loopback port that stays plaintext
+    /// (`-l notls:127.0.0.1:<port>`), and uses it for the readiness probe and
+    /// [`MemcachedServer::stats`]: with `-Z` (TLS) the main port speaks TLS only.
+    ///
+    /// ```no_run
+    /// use memcached_testkit::MemcachedServer;
+    ///
+    /// let server = MemcachedServer::builder()
+    ///     .plain_listener()
+    ///     .arg("-Z")
+    ///     .arg("-o")
+    ///     .arg("ssl_chain_cert=/tmp/server.crt,ssl_key=/tmp/server.key")
+    ///     .start()?;
+    /// assert!(server.plain_port().is_some());
+    /// # Ok::<(), memcached_testkit::TestkitError>(())
+    /// ```
+    pub fn plain_listener(mut self) -> Self {
+        self.plain_listener = true;
         self
     }
 
@@ -201,6 +224,7 @@ impl ServerBuilder {
             binary,
             args,
             port: self.port.unwrap_or(0),
+            plain_port: self.plain_listener.then_some(0),
             pid: 0,
             child: None,
             stderr: Arc::new(Mutex::new(Vec::new())),
@@ -234,6 +258,8 @@ pub struct MemcachedServer {
     /// Every argument except `-p <port>`.
     args: Vec<String>,
     port: u16,
+    /// The plaintext side listener's port ([`ServerBuilder::plain_listener`]).
+    plain_port: Option<u16>,
     pid: u32,
     /// `Some` while the process has not been reaped by us, so its pid cannot be reused and
     /// signalling it is safe.
@@ -295,6 +321,18 @@ impl MemcachedServer {
     /// Always `"127.0.0.1"`.
     pub fn host(&self) -> &str {
         HOST
+    }
+
+    /// The port of the plaintext side listener, when the builder asked for one
+    /// ([`ServerBuilder::plain_listener`]).
+    pub fn plain_port(&self) -> Option<u16> {
+        self.plain_port
+    }
+
+    /// Where the probe and `stats` go: the plaintext side listener if any, else the port.
+    fn control_addr(&self) -> SocketAddr {
+        let port = self.plain_port.unwrap_or(self.port);
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
     }
 
     /// `"127.0.0.1:<port>"`.
@@ -370,7 +408,7 @@ impl MemcachedServer {
     /// Runs `stats` over a blocking connection (2 s timeouts) and returns the `STAT` pairs
     /// in order, for example `("pid", "1234")`.
     pub fn stats(&self) -> Result<Vec<(String, String)>, TestkitError> {
-        stats_at(self.socket_addr(), IO_TIMEOUT)
+        stats_at(self.control_addr(), IO_TIMEOUT)
     }
 
     /// What memcached wrote to stderr so far for the current process (the last 64 KiB).
@@ -427,6 +465,9 @@ impl MemcachedServer {
         let mut last = String::new();
         for _ in 0..FREE_PORT_ATTEMPTS {
             self.port = free_loopback_port()?;
+            if self.plain_port.is_some() {
+                self.plain_port = Some(free_loopback_port()?);
+            }
             match self.spawn_once() {
                 Ok(()) => return Ok(()),
                 Err(AttemptError::Exited {
@@ -471,10 +512,15 @@ impl MemcachedServer {
 
     /// One spawn on `self.port`, then wait until it answers or exits.
     fn spawn_once(&mut self) -> Result<(), AttemptError> {
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("-p")
             .arg(self.port.to_string())
-            .args(&self.args)
+            .args(&self.args);
+        if let Some(plain) = self.plain_port {
+            command.arg("-l").arg(format!("notls:{HOST}:{plain}"));
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -492,7 +538,7 @@ impl MemcachedServer {
             .take()
             .map(|pipe| spawn_stderr_drain(pipe, Arc::clone(&stderr)));
 
-        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port));
+        let addr = self.control_addr();
         let started = Instant::now();
         loop {
             match child.try_wait() {

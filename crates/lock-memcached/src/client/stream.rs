@@ -28,6 +28,11 @@ impl Stream {
         }
     }
 
+    /// Whether the stream is plain TCP.
+    pub(crate) fn is_plain(&self) -> bool {
+        matches!(self, Stream::Plain(_))
+    }
+
     /// A second handle on the TCP socket (a duplicated descriptor, non-blocking like the
     /// first), for watching an idle connection without reading from it. Under TLS it watches
     /// the encrypted bytes: an idle connection has none waiting unless the server closed it

@@ -73,7 +73,7 @@ impl TlsSettings {
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config(format!("TLS: no protocol version available: {e}")))?
             .with_root_certificates(roots(source.ca_file.as_deref())?);
-        let config = match (&source.crt_file, &source.key_file) {
+        let mut config = match (&source.crt_file, &source.key_file) {
             (None, None) => builder.with_no_client_auth(),
             (Some(crt), Some(key)) => {
                 let chain = read_certificates("credential.ssl_crt_file", crt)?;
@@ -96,6 +96,10 @@ impl TlsSettings {
             (Some(_), None) => return Err(missing_pair("credential.ssl_key_file")),
             (None, Some(_)) => return Err(missing_pair("credential.ssl_crt_file")),
         };
+        // No session resumption: connections live long, so it saves little, and memcached
+        // requiring client certificates (`ssl_verify_mode`) sets no session id context, so
+        // OpenSSL ends every resumed handshake with an `internal_error` alert.
+        config.resumption = rustls::client::Resumption::disabled();
         let server_name = match &source.server_name {
             None => None,
             Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
@@ -209,7 +213,7 @@ fn missing_pair(missing: &str) -> Error {
 }
 
 /// `TLS_FAILED` (kind `Config`, not retryable): TLS cannot work with these settings.
-fn tls_error(address: &str, reason: String) -> Error {
+pub(crate) fn tls_error(address: &str, reason: String) -> Error {
     Error::new(
         ErrorKind::Config,
         TLS_FAILED,
@@ -240,6 +244,12 @@ pub(crate) fn rustls_cause(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
+/// The reason TLS refused, when `e` is such a refusal (under TLS 1.3 a server that wants a
+/// client certificate says so only at the first read, after the handshake).
+pub(crate) fn refusal(e: &io::Error) -> Option<String> {
+    rustls_cause(e).map(explain)
+}
+
 /// An I/O error of a connection in words: TLS refusals explained (under TLS 1.3 a server that
 /// wants a client certificate says so only at the first read, after the handshake).
 pub(crate) fn describe_io(e: &io::Error) -> String {
@@ -254,9 +264,11 @@ fn explain(e: &rustls::Error) -> String {
     use rustls::Error as E;
     match e {
         E::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => "the server's certificate is not signed by a trusted CA \
+            CertificateError::UnknownIssuer => {
+                "the server's certificate is not signed by a trusted CA \
                  (credential.ssl_ca_file, or the system's trust store when it is not set)"
-                .to_string(),
+                    .to_string()
+            }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!(
                     "the server's certificate is not valid for the name asked for \

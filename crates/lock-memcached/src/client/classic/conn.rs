@@ -18,7 +18,7 @@ use crate::client::identity::{BOOT_MARKER_KEY, Probe, ServerIdentity, new_boot_m
 use crate::client::options::ClientOptions;
 use crate::client::stream::Stream;
 use crate::client::tcp::{self, Peer};
-use crate::client::tls::describe_io;
+use crate::client::tls::{describe_io, refusal, tls_error};
 
 /// The smallest bound on a value read back, whatever `options.max_value` says: the boot
 /// marker (16 bytes) must always be readable.
@@ -179,21 +179,15 @@ async fn version_and_stats(
     address: &str,
     max_value: usize,
 ) -> Result<(Reply, Reply), Error> {
+    let plain = stream.is_plain();
     let written = async {
         stream.write_all(b"version\r\nstats\r\n").await?;
         // Under TLS the records may still sit in the session.
         stream.flush().await
     };
-    written.await.map_err(|e| {
-        connection_error(
-            address,
-            format!(
-                "writing to memcached at {address} failed: {}",
-                describe_io(&e)
-            ),
-        )
-        .with_source(e)
-    })?;
+    written
+        .await
+        .map_err(|e| io_failure(address, "writing to", e, plain))?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let version = read_reply(stream, &mut buf, ReplyShape::Version, address, max_value).await?;
     let stats = read_reply(stream, &mut buf, ReplyShape::Stats, address, max_value).await?;
@@ -229,20 +223,39 @@ async fn read_reply(
             Ok(0) => {
                 return Err(connection_error(
                     address,
-                    format!("memcached at {address} closed the connection during the probe"),
+                    format!(
+                        "memcached at {address} closed the connection during the probe{}",
+                        if stream.is_plain() {
+                            PLAINTEXT_HINT
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
             Ok(_) => {}
-            Err(e) => {
-                return Err(connection_error(
-                    address,
-                    format!(
-                        "reading from memcached at {address} failed: {}",
-                        describe_io(&e)
-                    ),
-                )
-                .with_source(e));
-            }
+            Err(e) => return Err(io_failure(address, "reading from", e, stream.is_plain())),
         }
     }
+}
+
+/// Said when a server drops a new plaintext connection without answering: what a TLS-only
+/// memcached port does (and a server that wants authentication first may too).
+const PLAINTEXT_HINT: &str = " (if its port only speaks TLS, set connection.protocol=tls)";
+
+/// An I/O failure of the probe: `TLS_FAILED` when TLS refused (a server that wants a client
+/// certificate says so at the first read), else `CONNECTION_FAILED`.
+fn io_failure(address: &str, doing: &str, e: io::Error, plain: bool) -> Error {
+    if let Some(reason) = refusal(&e) {
+        return tls_error(address, reason).with_source(e);
+    }
+    let hint = match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof if plain => PLAINTEXT_HINT,
+        _ => "",
+    };
+    connection_error(
+        address,
+        format!("{doing} memcached at {address} failed: {e}{hint}"),
+    )
+    .with_source(e)
 }

@@ -29,7 +29,7 @@ use crate::client::identity::ServerIdentity;
 use crate::client::late::LateSender;
 use crate::client::stream::Stream;
 use crate::client::tcp::{self, Peer};
-use crate::client::tls::{TlsSettings, describe_io};
+use crate::client::tls::{TlsSettings, describe_io, refusal, tls_error};
 
 const QUEUED: u8 = 0;
 const SENT: u8 = 1;
@@ -163,11 +163,21 @@ impl Connection {
             // Plain TCP splits without a lock between the halves.
             Stream::Plain(tcp) => {
                 let (rd, wr) = tcp.into_split();
-                tokio::spawn(run(rd, wr, rx, shared.clone(), address.clone(), max_value));
+                let io = Io {
+                    rd,
+                    wr,
+                    plain: true,
+                };
+                tokio::spawn(run(io, rx, shared.clone(), address.clone(), max_value));
             }
             tls @ Stream::Tls(_) => {
                 let (rd, wr) = tokio::io::split(tls);
-                tokio::spawn(run(rd, wr, rx, shared.clone(), address.clone(), max_value));
+                let io = Io {
+                    rd,
+                    wr,
+                    plain: false,
+                };
+                tokio::spawn(run(io, rx, shared.clone(), address.clone(), max_value));
             }
         }
         Ok(Connection {
@@ -297,17 +307,57 @@ enum Exit {
     Done,
     /// Socket error, EOF, protocol error or close: pending requests fail.
     Broken(String),
+    /// TLS refused the session before the server answered anything (a server that wants a
+    /// client certificate says so at the first read): nothing was executed, and retrying
+    /// will not help.
+    Refused(String),
     Protocol(ProtocolError),
 }
 
+/// The two halves of the connection's stream.
+struct Io<R, W> {
+    rd: R,
+    wr: W,
+    /// Plain TCP (not TLS): a server that drops it unanswered may want TLS.
+    plain: bool,
+}
+
+/// Why a read or write failed, before or after the server's first answer.
+fn io_exit(e: &std::io::Error, doing: &str, answered: bool, plain: bool) -> Exit {
+    if !answered {
+        if let Some(reason) = refusal(e) {
+            return Exit::Refused(reason);
+        }
+        if plain
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return Exit::Broken(format!("{doing} failed: {e}{PLAINTEXT_HINT}"));
+        }
+    }
+    Exit::Broken(format!("{doing} failed: {}", describe_io(e)))
+}
+
+/// Said when a server drops a new plaintext connection without answering: what a TLS-only
+/// memcached port does.
+const PLAINTEXT_HINT: &str = " (if its port only speaks TLS, set connection.protocol=tls)";
+
 async fn run(
-    mut rd: impl AsyncRead + Unpin,
-    mut wr: impl AsyncWrite + Unpin,
+    io: Io<impl AsyncRead + Unpin, impl AsyncWrite + Unpin>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     address: Arc<str>,
     max_value: usize,
 ) {
+    let Io {
+        mut rd,
+        mut wr,
+        plain,
+    } = io;
+    // Whether the server answered anything yet.
+    let mut answered = false;
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut wbuf: Vec<u8> = Vec::with_capacity(4096);
     let mut wpos = 0usize;
@@ -326,15 +376,19 @@ async fn run(
             _ = shared.close.notified() => break Exit::Broken("closed by the client".into()),
             read = rd.read_buf(&mut rbuf) => {
                 match read {
+                    Ok(0) if !answered && plain => break Exit::Broken(format!(
+                        "the server closed the connection without answering{PLAINTEXT_HINT}"
+                    )),
                     Ok(0) => break Exit::Broken("the server closed the connection".into()),
                     Ok(_) => {}
-                    Err(e) => break Exit::Broken(format!("read failed: {}", describe_io(&e))),
+                    Err(e) => break io_exit(&e, "read", answered, plain),
                 }
                 let mut pos = 0;
                 while let Some(front) = pending.front() {
                     match parse_with_limit(&rbuf[pos..], front.shape, max_value) {
                         Ok(Some((reply, used))) => {
                             pos += used;
+                            answered = true;
                             let poison = reply.poisons_stream();
                             let what = front.command;
                             if let Some(p) = pending.pop_front() {
@@ -379,7 +433,7 @@ async fn run(
                         }
                     }
                     Ok(None) => unflushed = false,
-                    Err(e) => break Exit::Broken(format!("write failed: {}", describe_io(&e))),
+                    Err(e) => break io_exit(&e, "write", answered, plain),
                 }
             }
             cmd = rx.recv(), if rx_open && wbuf.len() - wpos < WRITE_BACKLOG => {
@@ -403,6 +457,18 @@ async fn run(
     shared.alive.store(false, Ordering::Release);
     let why = match exit {
         Exit::Done => return,
+        Exit::Refused(reason) => {
+            for p in pending.drain(..) {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                p.answer(Err(tls_error(&address, reason.clone())));
+            }
+            rx.close();
+            while let Ok(cmd) = rx.try_recv() {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                let _ = cmd.reply.send(Err(tls_error(&address, reason.clone())));
+            }
+            return;
+        }
         Exit::Broken(why) => why,
         Exit::Protocol(e) => {
             // The head of the queue gets the protocol error itself; the rest are unknown.

@@ -152,14 +152,13 @@ impl Pool {
             .options
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let mut conn =
-            Connection::open(
-                &self.peer,
-                connect_timeout,
-                self.options.max_value,
-                self.options.tls.as_deref(),
-            )
-            .await?;
+        let mut conn = Connection::open(
+            &self.peer,
+            connect_timeout,
+            self.options.max_value,
+            self.options.tls.as_deref(),
+        )
+        .await?;
         let probed = probe(&conn, deadline).await?;
         conn.set_identity(probed.identity);
         let conn = Arc::new(conn);

@@ -118,9 +118,14 @@ async fn wait_until(mut cond: impl FnMut() -> bool) {
 #[tokio::test]
 async fn a_dropped_caller_does_not_shift_replies_and_unsent_requests_are_never_written() {
     let mc = start();
-    let conn = Connection::open(&peer(&mc.address()), Duration::from_secs(3), 1024 * 1024, None)
-        .await
-        .expect("connect");
+    let conn = Connection::open(
+        &peer(&mc.address()),
+        Duration::from_secs(3),
+        1024 * 1024,
+        None,
+    )
+    .await
+    .expect("connect");
     assert!(matches!(
         conn.call(add("a", b"value-a", 60)).await,
         Ok(Reply::Hd(_))
@@ -615,9 +620,14 @@ async fn throughput_of_add_delete_pairs() {
 #[tokio::test]
 async fn client_error_poisons_the_connection_and_fails_the_requests_behind_it() {
     let mc = start();
-    let conn = Connection::open(&peer(&mc.address()), Duration::from_secs(3), 1024 * 1024, None)
-        .await
-        .expect("connect");
+    let conn = Connection::open(
+        &peer(&mc.address()),
+        Duration::from_secs(3),
+        1024 * 1024,
+        None,
+    )
+    .await
+    .expect("connect");
     // Both are queued before the task runs (single-threaded runtime): one batch, one write.
     let mut bad = conn
         .send(Request::Get {
