@@ -140,6 +140,8 @@ fn config(server: &MemcachedServer, mode: &str, tls: bool, extra: &[(&str, &str)
         ("options.protocol", mode),
         ("options.connect_timeout", "1000"),
         ("options.timeout", "2000"),
+        // One connection per server, so a test can tell reuse from reconnects.
+        ("options.pool_size", "1"),
     ];
     if tls {
         all.push(("connection.protocol", "tls"));
@@ -180,6 +182,17 @@ fn connections(server: &MemcachedServer) -> u64 {
         .find(|(k, _)| k == "curr_connections")
         .and_then(|(_, v)| v.parse().ok())
         .expect("curr_connections")
+}
+
+/// memcached's `total_connections` (every connection it ever accepted, `stats`' included).
+fn total_connections(server: &MemcachedServer) -> u64 {
+    server
+        .stats()
+        .expect("stats")
+        .into_iter()
+        .find(|(k, _)| k == "total_connections")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("total_connections")
 }
 
 /// Opening fails within [`FAIL_WITHIN`], with `code` and a message containing every one of
@@ -236,6 +249,7 @@ macro_rules! in_both_modes {
 
 in_both_modes!(
     lock_cycle_over_tls,
+    a_restarted_tls_server_is_reconnected,
     mutual_tls_with_a_client_certificate,
     mutual_tls_without_a_client_certificate_fails,
     unknown_ca_fails,
@@ -257,6 +271,17 @@ async fn lock_cycle_over_tls(mode: &str) {
     let a = open(&c).await.expect("open a");
     let b = open(&c).await.expect("open b");
     lock_cycle(&a, &b).await;
+    // Idle TLS connections are reused: the classic transport's watch on the TCP socket does
+    // not mistake TLS for a closed connection (the one new connection is `stats`' own).
+    let accepted = total_connections(&server);
+    for _ in 0..3 {
+        lock_cycle(&a, &b).await;
+    }
+    assert_eq!(
+        total_connections(&server),
+        accepted + 1,
+        "connections were replaced"
+    );
     let status = a.server_status(&Context::new()).await.expect("status");
     assert_eq!(status[0].protocol, mode, "{status:?}");
     // The name the certificate is for can differ from the host connected to.
@@ -272,6 +297,25 @@ async fn lock_cycle_over_tls(mode: &str) {
     );
     let a = open(&c).await.expect("open with options.tls_server_name");
     let b = open(&c).await.expect("open with options.tls_server_name");
+    lock_cycle(&a, &b).await;
+}
+
+async fn a_restarted_tls_server_is_reconnected(mode: &str) {
+    let pki = Pki::new();
+    let mut server = pki.server(&["127.0.0.1"], false, false);
+    let c = config(
+        &server,
+        mode,
+        true,
+        &[("credential.ssl_ca_file", &pki.ca_file)],
+    );
+    let a = open(&c).await.expect("open a");
+    let b = open(&c).await.expect("open b");
+    lock_cycle(&a, &b).await;
+    server.restart().expect("restart");
+    // The idle connections died with the old process: noticed (by the classic transport's
+    // watch on the TCP socket, by the meta connection's task), and replaced without an error.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     lock_cycle(&a, &b).await;
 }
 
