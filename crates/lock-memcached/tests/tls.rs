@@ -249,6 +249,7 @@ macro_rules! in_both_modes {
 
 in_both_modes!(
     lock_cycle_over_tls,
+    quorum_over_tls_from_a_memcacheds_uri,
     a_restarted_tls_server_is_reconnected,
     mutual_tls_with_a_client_certificate,
     mutual_tls_without_a_client_certificate_fails,
@@ -298,6 +299,43 @@ async fn lock_cycle_over_tls(mode: &str) {
     let a = open(&c).await.expect("open with options.tls_server_name");
     let b = open(&c).await.expect("open with options.tls_server_name");
     lock_cycle(&a, &b).await;
+}
+
+async fn quorum_over_tls_from_a_memcacheds_uri(mode: &str) {
+    let pki = Pki::new();
+    let servers: Vec<MemcachedServer> = (0..3)
+        .map(|_| pki.server(&["127.0.0.1"], false, false))
+        .collect();
+    let hosts: Vec<String> = servers.iter().map(|s| s.address()).collect();
+    let c = ConfigParams::from_tuples([
+        (
+            "connection.uri",
+            format!("memcacheds://{}", hosts.join(",")),
+        ),
+        ("credential.ssl_ca_file", pki.ca_file.clone()),
+        ("options.protocol", mode.to_string()),
+        ("options.mode", "quorum".to_string()),
+        ("options.max_ttl", "2000".to_string()),
+        ("options.quarantine", "2000".to_string()),
+        ("options.timeout", "2000".to_string()),
+    ]);
+    // New servers count only after the quarantine: open once (boot markers), then wait it out.
+    drop(open(&c).await.expect("open"));
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let a = open(&c).await.expect("open a");
+    let b = open(&c).await.expect("open b");
+    let ctx = Context::with_trace_id("tls-quorum");
+    let key = unique_key("tls-quorum");
+    let ttl = Duration::from_secs(2);
+    assert!(a.try_acquire_lock(&ctx, &key, ttl).await.expect("acquire"));
+    assert!(!b.try_acquire_lock(&ctx, &key, ttl).await.expect("contend"));
+    a.release_lock(&ctx, &key).await.expect("release");
+    assert!(
+        b.try_acquire_lock(&ctx, &key, ttl)
+            .await
+            .expect("reacquire")
+    );
+    b.release_lock(&ctx, &key).await.expect("release");
 }
 
 async fn a_restarted_tls_server_is_reconnected(mode: &str) {
@@ -513,5 +551,14 @@ fn bad_tls_configuration_is_refused_at_configure() {
     MemcachedLock::new()
         .configure(&c)
         .expect("memcacheds:// uri");
+    // One lock's servers use TLS or none.
+    let c = ConfigParams::from_tuples([
+        ("connections.a.host", "127.0.0.1"),
+        ("connections.a.protocol", "tls"),
+        ("connections.b.uri", "memcached://127.0.0.2:11211"),
+    ]);
+    let error = MemcachedLock::new().configure(&c).expect_err("mixed");
+    assert_eq!(error.code(), codes::BAD_CONFIG, "{error}");
+    assert!(error.to_string().contains("connections.b.uri"), "{error}");
     assert!(Path::new(&pki.ca_file).exists());
 }

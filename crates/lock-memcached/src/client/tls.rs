@@ -146,8 +146,8 @@ impl TlsSettings {
             Err(_) => Err(connection_error(
                 address,
                 format!(
-                    "the TLS handshake with memcached at {address} did not finish within the connect timeout \
-                     ({left:?} were left); a plaintext memcached port never answers it"
+                    "the TLS handshake with memcached at {address} did not finish within \
+                     options.connect_timeout ({left:?} were left after the TCP connect)"
                 ),
             )),
         }
