@@ -33,3 +33,9 @@ pub const AUTH_REQUIRED: &str = "AUTH_REQUIRED";
 /// `-Y`): refused rather than ignored, since the deployment is not what the configuration
 /// says.
 pub const AUTH_NOT_REQUIRED: &str = "AUTH_NOT_REQUIRED";
+
+/// TLS (`connection.protocol=tls`) cannot work with these settings: the server's certificate
+/// was refused (unknown CA, wrong name, expired), the server refused the client's (or wants
+/// one), or the port does not speak TLS. Kind `Config`, not retryable; the message names the
+/// server, the reason and the setting to look at.
+pub const TLS_FAILED: &str = "TLS_FAILED";

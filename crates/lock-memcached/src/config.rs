@@ -1,13 +1,13 @@
 //! The typed configuration of [`crate::MemcachedLock`], parsed once in `configure`.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use commons::{ConfigParams, Error, Result};
 
-use std::sync::Arc;
-
-use crate::client::{ClientOptions, Credentials};
-pub use crate::client::{KeyDistribution, ProtocolMode};
+use crate::client::{ClientOptions, Credentials, TlsSettings};
+pub use crate::client::{KeyDistribution, ProtocolMode, TlsConfig};
 
 /// Every option `MemcachedLock` reads from `options.*`, with its default.
 ///
@@ -70,6 +70,11 @@ pub struct MemcachedLockConfig {
     /// `credential.username` / `credential.password` (none): memcached ASCII authentication
     /// (`-Y`) on every new connection. The password is never shown.
     pub(crate) auth: Option<Arc<Credentials>>,
+    /// TLS (none): on with `connection.protocol=tls` (or a `memcacheds://` uri), with the
+    /// files of `credential.ssl_*` and `options.tls_server_name`; see [`TlsConfig`].
+    pub tls: Option<TlsConfig>,
+    /// `tls` with its files read and checked, once, when the lock is configured.
+    pub(crate) tls_settings: Option<Arc<TlsSettings>>,
 }
 
 /// How keys map to servers (`options.mode`).
@@ -108,6 +113,8 @@ impl Default for MemcachedLockConfig {
             quarantine: Duration::from_millis(60_000),
             drift: Duration::from_millis(2),
             auth: None,
+            tls: None,
+            tls_settings: None,
         }
     }
 }
@@ -138,6 +145,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "max_ttl",
     "quarantine",
     "drift",
+    "tls_server_name",
 ];
 
 impl MemcachedLockConfig {
@@ -230,6 +238,11 @@ impl MemcachedLockConfig {
             ));
         }
         let drift = ms("drift", d.drift)?;
+        let tls = tls_from_config(config)?;
+        let tls_settings = match &tls {
+            Some(tls) => Some(Arc::new(TlsSettings::build(tls.clone())?)),
+            None => None,
+        };
         let key_prefix = config
             .get("options.key_prefix")
             .unwrap_or_default()
@@ -269,6 +282,8 @@ impl MemcachedLockConfig {
             quarantine,
             drift,
             auth: credentials_of(config)?,
+            tls,
+            tls_settings,
         })
     }
 
@@ -290,6 +305,7 @@ impl MemcachedLockConfig {
             max_value: self.max_value,
             distribution: self.distribution,
             auth: self.auth.clone(),
+            tls: self.tls_settings.clone(),
         }
     }
 }
@@ -315,6 +331,80 @@ fn credentials_of(config: &ConfigParams) -> Result<Option<Arc<Credentials>>> {
                 .with_detail("key", "credential.username")
             }),
     }
+}
+
+/// The names of `connection.protocol` (and uri schemes) that mean TLS.
+const TLS_PROTOCOLS: &[&str] = &["tls", "ssl", "memcacheds"];
+
+/// Whether a connection's protocol (or uri scheme) asks for TLS.
+pub(crate) fn is_tls_protocol(protocol: &str) -> bool {
+    TLS_PROTOCOLS
+        .iter()
+        .any(|p| protocol.trim().eq_ignore_ascii_case(p))
+}
+
+/// The TLS settings, read straight from the configuration (the one place that reads them):
+/// on when a configured connection says so (`connection.protocol`,
+/// `connections.<name>.protocol`, or the scheme of a `uri`), with `credential.ssl_ca_file`,
+/// `credential.ssl_crt_file`, `credential.ssl_key_file` and `options.tls_server_name`.
+/// Connections that disagree, or TLS files without TLS, are errors: a lock must never fall
+/// back to plaintext silently.
+fn tls_from_config(config: &ConfigParams) -> Result<Option<TlsConfig>> {
+    let mut tls_keys = Vec::new();
+    let mut plain_keys = Vec::new();
+    for key in config.keys() {
+        let Some(value) = config.get(key) else {
+            continue;
+        };
+        let in_connection = key == "connection"
+            || key.starts_with("connection.")
+            || key.starts_with("connections.");
+        let (leaf, protocol) = match key.rsplit_once('.').map_or(key, |(_, leaf)| leaf) {
+            "protocol" if in_connection => ("protocol", Some(value)),
+            "uri" if in_connection || key == "uri" => (
+                "uri",
+                value.trim().split_once("://").map(|(scheme, _)| scheme),
+            ),
+            _ => continue,
+        };
+        match protocol {
+            Some(p) if is_tls_protocol(p) => tls_keys.push(key.to_string()),
+            // A uri without a scheme takes the connection's protocol: it does not vote.
+            None if leaf == "uri" => {}
+            _ => plain_keys.push(key.to_string()),
+        }
+    }
+    let text = |key: &str| {
+        config
+            .get(key)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let file = |key: &str| text(key).map(PathBuf::from);
+    let tls = TlsConfig {
+        ca_file: file("credential.ssl_ca_file"),
+        crt_file: file("credential.ssl_crt_file"),
+        key_file: file("credential.ssl_key_file"),
+        server_name: text("options.tls_server_name"),
+    };
+    if tls_keys.is_empty() {
+        if tls != TlsConfig::default() {
+            return Err(Error::config(
+                "TLS settings (credential.ssl_* or options.tls_server_name) are given but no \
+                 connection uses TLS: set connection.protocol=tls",
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(plain) = plain_keys.first() {
+        return Err(Error::config(format!(
+            "'{}' asks for TLS but '{plain}' does not: every server of one lock uses TLS or none",
+            tls_keys[0]
+        ))
+        .with_detail("key", plain.as_str()));
+    }
+    Ok(Some(tls))
 }
 
 /// A setting chosen by name: its names (case-insensitive) and how an error lists them.

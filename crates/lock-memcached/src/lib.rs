@@ -10,7 +10,7 @@ mod key;
 mod lock;
 mod value;
 
-pub use config::{KeyDistribution, LockMode, MemcachedLockConfig, ProtocolMode};
+pub use config::{KeyDistribution, LockMode, MemcachedLockConfig, ProtocolMode, TlsConfig};
 pub use factory::{
     MEMCACHED_FACTORY_DESCRIPTOR, MEMCACHED_LOCK_DESCRIPTOR, memcached_lock_factory,
     register_memcached_lock,

@@ -124,6 +124,7 @@ pub struct ServerBuilder {
     extra: Vec<String>,
     ready_timeout: Duration,
     auth: Option<(String, String)>,
+    plain_listener: bool,
 }
 
 impl Default for ServerBuilder {
@@ -135,6 +136,7 @@ impl Default for ServerBuilder {
             extra: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
             auth: None,
+            plain_listener: false,
         }
     }
 }
@@ -172,6 +174,27 @@ impl ServerBuilder {
     /// authenticate first.
     pub fn auth(mut self, username: &str, password: &str) -> Self {
         self.auth = Some((username.to_string(), password.to_string()));
+        self
+    }
+
+    /// Adds a second listener on another free loopback port that stays plaintext
+    /// (`-l notls:127.0.0.1:<port>`), and uses it for the readiness probe and
+    /// [`MemcachedServer::stats`]: with `-Z` (TLS) the main port speaks TLS only.
+    ///
+    /// ```no_run
+    /// use memcached_testkit::MemcachedServer;
+    ///
+    /// let server = MemcachedServer::builder()
+    ///     .plain_listener()
+    ///     .arg("-Z")
+    ///     .arg("-o")
+    ///     .arg("ssl_chain_cert=/tmp/server.crt,ssl_key=/tmp/server.key")
+    ///     .start()?;
+    /// assert!(server.plain_port().is_some());
+    /// # Ok::<(), memcached_testkit::TestkitError>(())
+    /// ```
+    pub fn plain_listener(mut self) -> Self {
+        self.plain_listener = true;
         self
     }
 
@@ -222,6 +245,7 @@ impl ServerBuilder {
             binary,
             args,
             port: self.port.unwrap_or(0),
+            plain_port: self.plain_listener.then_some(0),
             pid: 0,
             child: None,
             stderr: Arc::new(Mutex::new(Vec::new())),
@@ -256,6 +280,8 @@ pub struct MemcachedServer {
     /// Every argument except `-p <port>`.
     args: Vec<String>,
     port: u16,
+    /// The plaintext side listener's port ([`ServerBuilder::plain_listener`]).
+    plain_port: Option<u16>,
     pid: u32,
     /// `Some` while the process has not been reaped by us, so its pid cannot be reused and
     /// signalling it is safe.
@@ -319,6 +345,18 @@ impl MemcachedServer {
     /// Always `"127.0.0.1"`.
     pub fn host(&self) -> &str {
         HOST
+    }
+
+    /// The port of the plaintext side listener, when the builder asked for one
+    /// ([`ServerBuilder::plain_listener`]).
+    pub fn plain_port(&self) -> Option<u16> {
+        self.plain_port
+    }
+
+    /// Where the probe and `stats` go: the plaintext side listener if any, else the port.
+    fn control_addr(&self) -> SocketAddr {
+        let port = self.plain_port.unwrap_or(self.port);
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
     }
 
     /// `"127.0.0.1:<port>"`.
@@ -394,7 +432,7 @@ impl MemcachedServer {
     /// Runs `stats` over a blocking connection (2 s timeouts) and returns the `STAT` pairs
     /// in order, for example `("pid", "1234")`.
     pub fn stats(&self) -> Result<Vec<(String, String)>, TestkitError> {
-        stats_at(self.socket_addr(), IO_TIMEOUT, self.auth.as_ref())
+        stats_at(self.control_addr(), IO_TIMEOUT, self.auth.as_ref())
     }
 
     /// What memcached wrote to stderr so far for the current process (the last 64 KiB).
@@ -451,6 +489,9 @@ impl MemcachedServer {
         let mut last = String::new();
         for _ in 0..FREE_PORT_ATTEMPTS {
             self.port = free_loopback_port()?;
+            if self.plain_port.is_some() {
+                self.plain_port = Some(free_loopback_port()?);
+            }
             match self.spawn_once() {
                 Ok(()) => return Ok(()),
                 Err(AttemptError::Exited {
@@ -495,10 +536,15 @@ impl MemcachedServer {
 
     /// One spawn on `self.port`, then wait until it answers or exits.
     fn spawn_once(&mut self) -> Result<(), AttemptError> {
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("-p")
             .arg(self.port.to_string())
-            .args(&self.args)
+            .args(&self.args);
+        if let Some(plain) = self.plain_port {
+            command.arg("-l").arg(format!("notls:{HOST}:{plain}"));
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -516,7 +562,7 @@ impl MemcachedServer {
             .take()
             .map(|pipe| spawn_stderr_drain(pipe, Arc::clone(&stderr)));
 
-        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port));
+        let addr = self.control_addr();
         let started = Instant::now();
         loop {
             match child.try_wait() {

@@ -1,8 +1,9 @@
 //! The workspace's own memcached client, in layers; every import points down this list.
 //!
 //! - [`codec`]: requests to bytes and bytes to replies, tested without a server;
-//! - [`errors`], [`identity`], [`options`], [`tcp`]: what both transports share (the errors,
-//!   which boot of a server a connection talks to, the settings, opening a socket);
+//! - [`errors`], [`identity`], [`options`], [`tls`], [`stream`], [`tcp`]: what both
+//!   transports share (the errors, which boot of a server a connection talks to, the
+//!   settings, TLS, the byte stream plain or TLS, opening one);
 //! - [`auth`]: memcached's ASCII authentication on a new connection, before anything else;
 //! - [`late`]: where a reply goes when its caller stopped waiting;
 //! - [`transport`]: the seam between the policy and the wire, implemented by
@@ -30,9 +31,11 @@ mod meta;
 mod options;
 mod selector;
 mod server;
+mod stream;
 mod tcp;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod transport;
 
 pub(crate) use auth::Credentials;
@@ -51,3 +54,5 @@ pub(crate) use options::ClientOptions;
 pub use options::ProtocolMode;
 pub use selector::KeyDistribution;
 pub(crate) use server::{Call, Executed};
+pub use tls::TlsConfig;
+pub(crate) use tls::TlsSettings;

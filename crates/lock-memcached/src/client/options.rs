@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::auth::Credentials;
 use super::selector::KeyDistribution;
+use super::tls::TlsSettings;
 
 /// Which memcached protocol the lock speaks (`options.protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub(crate) struct ClientOptions {
     pub(crate) pool_size: usize,
     /// Bounds every operation: connect, send and reply.
     pub(crate) timeout: Duration,
-    /// Bounds one TCP connect.
+    /// Bounds one connect: TCP, and the TLS handshake when TLS is on.
     pub(crate) connect_timeout: Duration,
     /// After a failed connect, a slot is not tried again before this much time passed since
     /// that attempt. A connection that worked and then broke is replaced at once.
@@ -48,4 +49,6 @@ pub(crate) struct ClientOptions {
     pub(crate) distribution: KeyDistribution,
     /// memcached ASCII authentication (`-Y`) for every new connection, if configured.
     pub(crate) auth: Option<Arc<Credentials>>,
+    /// TLS for every connection (`connection.protocol=tls`), built once at configure.
+    pub(crate) tls: Option<Arc<TlsSettings>>,
 }

@@ -1,12 +1,16 @@
-//! Opening a TCP connection to a server, the same way for both transports.
+//! Opening a connection to a server (TCP, then TLS when configured), the same way for both
+//! transports.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::errors::connection_error;
+use super::stream::Stream;
+use super::tls::TlsSettings;
 
 /// A server as configured (`host:port`: what messages name, and what key placement hashes)
 /// and the one socket address every connection to it uses, resolved once when the cluster
@@ -37,12 +41,26 @@ impl Peer {
     }
 }
 
-/// Connects to `peer` within `connect_timeout` and sets TCP_NODELAY (a lock request is small
-/// and latency-bound).
+/// Connects to `peer`, sets TCP_NODELAY (a lock request is small and latency-bound) and
+/// negotiates TLS when `tls` is given; `connect_timeout` bounds the whole.
 pub(crate) async fn connect(
     peer: &Peer,
     connect_timeout: Duration,
-) -> Result<TcpStream, commons::Error> {
+    tls: Option<&TlsSettings>,
+) -> Result<Stream, commons::Error> {
+    let started = Instant::now();
+    let tcp = connect_tcp(peer, connect_timeout).await?;
+    match tls {
+        None => Ok(Stream::Plain(tcp)),
+        Some(tls) => {
+            let left = connect_timeout.saturating_sub(started.elapsed());
+            let stream = tls.handshake(peer, tcp, left).await?;
+            Ok(Stream::Tls(Box::new(stream)))
+        }
+    }
+}
+
+async fn connect_tcp(peer: &Peer, connect_timeout: Duration) -> Result<TcpStream, commons::Error> {
     let address = &*peer.name;
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(peer.addr)).await {
         Ok(Ok(stream)) => stream,

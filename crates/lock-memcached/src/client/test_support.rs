@@ -32,6 +32,7 @@ pub(crate) fn opts() -> ClientOptions {
         max_value: 1024 * 1024,
         distribution: KeyDistribution::Ketama,
         auth: None,
+        tls: None,
     }
 }
 

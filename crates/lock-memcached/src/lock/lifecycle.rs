@@ -16,7 +16,7 @@ use super::quorum::{majority, release_replicas};
 use super::release::delete_held;
 use super::{MemcachedLock, Opened, lock, read, write};
 use crate::client::{Call, Cluster, Credentials, Endpoint, Request, SetMode, WireKey};
-use crate::config::{LockMode, MemcachedLockConfig};
+use crate::config::{LockMode, MemcachedLockConfig, is_tls_protocol};
 use crate::value::new_token;
 
 /// memcached's port when a connection names none.
@@ -102,7 +102,7 @@ impl MemcachedLock {
     /// supports owner-checked locks (CAS enabled). Sharded mode needs every server at open;
     /// quorum mode a majority (the others are connected on first use).
     async fn connect(&self, ctx: &Context, config: &MemcachedLockConfig) -> Result<Opened> {
-        let addresses = self.resolve_addresses(ctx).await?;
+        let addresses = self.resolve_addresses(ctx, config.tls.is_some()).await?;
         let mut config = config.clone();
         config.auth = self.resolve_credentials(ctx).await?;
         let config = &config;
@@ -157,8 +157,9 @@ impl MemcachedLock {
             })
     }
 
-    /// "host:port" of every configured or discovered server, in the configured order.
-    async fn resolve_addresses(&self, ctx: &Context) -> Result<Vec<String>> {
+    /// "host:port" of every configured or discovered server, in the configured order. A
+    /// server whose `protocol` (or uri scheme) disagrees with `tls` is refused.
+    async fn resolve_addresses(&self, ctx: &Context, tls: bool) -> Result<Vec<String>> {
         let mut resolver = ConnectionResolver::from_config(&lock(&self.connection_config))?;
         if let Some(refs) = lock(&self.references).as_ref() {
             resolver.set_references(refs);
@@ -184,6 +185,16 @@ impl MemcachedLock {
                         .with_context(ctx)
                 })?,
             };
+            if let Some(protocol) = c.protocol()
+                && is_tls_protocol(protocol) != tls
+            {
+                return Err(Error::config(format!(
+                    "memcached at {host}:{port} has protocol '{protocol}' but the lock's TLS is {}: \
+                     every server of one lock uses TLS (connection.protocol=tls) or none",
+                    if tls { "on" } else { "off" }
+                ))
+                .with_context(ctx));
+            }
             addresses.push(commons::host_port(host, port));
         }
         Ok(addresses)

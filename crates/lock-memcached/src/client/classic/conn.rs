@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use commons::Error;
 use memcache_async::ascii::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::wire::Wire;
@@ -18,7 +17,9 @@ use crate::client::errors::{
 };
 use crate::client::identity::{BOOT_MARKER_KEY, Probe, ServerIdentity, new_boot_marker};
 use crate::client::options::ClientOptions;
+use crate::client::stream::Stream;
 use crate::client::tcp::{self, Peer};
+use crate::client::tls::{describe_io, refusal, tls_error};
 
 /// The smallest bound on a value read back, whatever `options.max_value` says: the boot
 /// marker (16 bytes) must always be readable.
@@ -29,7 +30,9 @@ pub(crate) struct ClassicConn {
     pub(crate) proto: Protocol<Wire>,
     written: Arc<AtomicU64>,
     /// A duplicate of the socket's descriptor (non-blocking), used only to `peek` whether an
-    /// idle connection was closed by the server, and to shut the socket down on drop.
+    /// idle connection was closed by the server, and to shut the socket down on drop. Under
+    /// TLS it is the TCP socket under the session: it sees encrypted bytes, and an idle
+    /// connection has none unless the server closed it or sent something unasked.
     watch: std::net::TcpStream,
     pub(crate) identity: ServerIdentity,
     /// The pool generation it was made in: a closed pool does not take it back.
@@ -89,7 +92,7 @@ impl ClassicConn {
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         let address = &**peer.name();
-        let mut stream = tcp::connect(peer, connect_timeout).await?;
+        let mut stream = tcp::connect(peer, connect_timeout, options.tls.as_deref()).await?;
         auth::authenticate(
             &mut stream,
             address,
@@ -118,14 +121,9 @@ impl ClassicConn {
         .await
         .map_err(|_| not_in_time())??;
         // memcache-async takes the stream; keep a duplicate descriptor to watch it while idle.
-        let std_stream = stream
-            .into_std()
-            .map_err(|e| socket_error("cannot detach the socket", e))?;
-        let watch = std_stream
-            .try_clone()
+        let watch = stream
+            .duplicate_tcp()
             .map_err(|e| socket_error("cannot duplicate the socket", e))?;
-        let stream = TcpStream::from_std(std_stream)
-            .map_err(|e| socket_error("cannot register the socket", e))?;
         let written = Arc::new(AtomicU64::new(0));
         // Reads are bounded by `max_value`, but never below what the boot marker needs.
         let read_limit = options.max_value.max(MIN_READ_LIMIT);
@@ -136,7 +134,10 @@ impl ClassicConn {
             .map_err(|e| {
                 connection_error(
                     address,
-                    format!("reading the boot marker from memcached at {address} failed: {e}"),
+                    format!(
+                        "reading the boot marker from memcached at {address} failed: {}",
+                        describe_io(&e)
+                    ),
                 )
                 .with_source(e)
             })?;
@@ -182,20 +183,19 @@ async fn boot_marker(proto: &mut Protocol<Wire>) -> Result<Reply, io::Error> {
 /// `version` and `stats`, pipelined, parsed with the crate's own codec (memcache-async has no
 /// `stats`).
 async fn version_and_stats(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     address: &str,
     max_value: usize,
 ) -> Result<(Reply, Reply), Error> {
-    stream
-        .write_all(b"version\r\nstats\r\n")
+    let plain = stream.is_plain();
+    let written = async {
+        stream.write_all(b"version\r\nstats\r\n").await?;
+        // Under TLS the records may still sit in the session.
+        stream.flush().await
+    };
+    written
         .await
-        .map_err(|e| {
-            connection_error(
-                address,
-                format!("writing to memcached at {address} failed: {e}"),
-            )
-            .with_source(e)
-        })?;
+        .map_err(|e| io_failure(address, "writing to", e, plain))?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let version = read_reply(stream, &mut buf, ReplyShape::Version, address, max_value).await?;
     let stats = read_reply(stream, &mut buf, ReplyShape::Stats, address, max_value).await?;
@@ -209,7 +209,7 @@ async fn version_and_stats(
 }
 
 async fn read_reply(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
     shape: ReplyShape,
     address: &str,
@@ -236,17 +236,39 @@ async fn read_reply(
             Ok(0) => {
                 return Err(connection_error(
                     address,
-                    format!("memcached at {address} closed the connection during the probe"),
+                    format!(
+                        "memcached at {address} closed the connection during the probe{}",
+                        if stream.is_plain() {
+                            PLAINTEXT_HINT
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
             Ok(_) => {}
-            Err(e) => {
-                return Err(connection_error(
-                    address,
-                    format!("reading from memcached at {address} failed: {e}"),
-                )
-                .with_source(e));
-            }
+            Err(e) => return Err(io_failure(address, "reading from", e, stream.is_plain())),
         }
     }
+}
+
+/// Said when a server drops a new plaintext connection without answering: what a TLS-only
+/// memcached port does (and a server that wants authentication first may too).
+const PLAINTEXT_HINT: &str = " (if its port only speaks TLS, set connection.protocol=tls)";
+
+/// An I/O failure of the probe: `TLS_FAILED` when TLS refused (a server that wants a client
+/// certificate says so at the first read), else `CONNECTION_FAILED`.
+fn io_failure(address: &str, doing: &str, e: io::Error, plain: bool) -> Error {
+    if let Some(reason) = refusal(&e) {
+        return tls_error(address, reason).with_source(e);
+    }
+    let hint = match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof if plain => PLAINTEXT_HINT,
+        _ => "",
+    };
+    connection_error(
+        address,
+        format!("{doing} memcached at {address} failed: {e}{hint}"),
+    )
+    .with_source(e)
 }

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::client::codec::MAX_LINE;
+use crate::client::stream::Stream;
 
 /// Checks the server's bytes as they are read: every reply line is at most [`MAX_LINE`]
 /// bytes, and every `VALUE` block at most `max_value` bytes (its data is skipped, not
@@ -77,13 +77,13 @@ impl ReadScan {
     }
 }
 
-/// The TCP stream memcache-async reads and writes: counts the bytes written (so a timeout can
+/// The stream (plain or TLS) memcache-async reads and writes: counts the bytes written (so a timeout can
 /// tell whether the request left), bounds what is read ([`ReadScan`]), and gathers each
 /// command's writes until its flush. memcache-async writes a store as three pieces (command
 /// line, data, CRLF); with TCP_NODELAY each would leave as its own segment.
 #[derive(Debug)]
 pub(crate) struct Wire {
-    stream: TcpStream,
+    stream: Stream,
     written: Arc<AtomicU64>,
     scan: ReadScan,
     wbuf: Vec<u8>,
@@ -91,7 +91,7 @@ pub(crate) struct Wire {
 }
 
 impl Wire {
-    pub(crate) fn new(stream: TcpStream, written: Arc<AtomicU64>, max_value: usize) -> Wire {
+    pub(crate) fn new(stream: Stream, written: Arc<AtomicU64>, max_value: usize) -> Wire {
         Wire {
             stream,
             written,

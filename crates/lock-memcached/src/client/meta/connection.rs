@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commons::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -29,7 +28,9 @@ use crate::client::codec::{
 use crate::client::errors::{not_sent, outcome_unknown, protocol_error, unsafe_key};
 use crate::client::identity::ServerIdentity;
 use crate::client::late::LateSender;
+use crate::client::stream::Stream;
 use crate::client::tcp::{self, Peer};
+use crate::client::tls::{TlsSettings, describe_io, refusal, tls_error};
 
 const QUEUED: u8 = 0;
 const SENT: u8 = 1;
@@ -140,15 +141,17 @@ impl Drop for PendingReply {
 }
 
 impl Connection {
-    /// Connects (bounded by `connect_timeout`), sets TCP_NODELAY, authenticates when
-    /// `credentials` are given (bounded by `connect_timeout` again) and starts the task.
+    /// Connects (bounded by `connect_timeout`, TLS handshake included), sets TCP_NODELAY,
+    /// authenticates when `credentials` are given (bounded by `connect_timeout` again) and
+    /// starts the task.
     pub(crate) async fn open(
         peer: &Peer,
         connect_timeout: Duration,
         max_value: usize,
+        tls: Option<&TlsSettings>,
         credentials: Option<&Credentials>,
     ) -> Result<Connection, Error> {
-        let mut stream = tcp::connect(peer, connect_timeout).await?;
+        let mut stream = tcp::connect(peer, connect_timeout, tls).await?;
         auth::authenticate(&mut stream, peer.name(), credentials, connect_timeout).await?;
         let address = peer.name().clone();
         let shared = Arc::new(Shared {
@@ -160,7 +163,27 @@ impl Connection {
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let max_value = max_value.max(DEFAULT_MAX_VALUE);
-        tokio::spawn(run(stream, rx, shared.clone(), address.clone(), max_value));
+        match stream {
+            // Plain TCP splits without a lock between the halves.
+            Stream::Plain(tcp) => {
+                let (rd, wr) = tcp.into_split();
+                let io = Io {
+                    rd,
+                    wr,
+                    plain: true,
+                };
+                tokio::spawn(run(io, rx, shared.clone(), address.clone(), max_value));
+            }
+            tls @ Stream::Tls(_) => {
+                let (rd, wr) = tokio::io::split(tls);
+                let io = Io {
+                    rd,
+                    wr,
+                    plain: false,
+                };
+                tokio::spawn(run(io, rx, shared.clone(), address.clone(), max_value));
+            }
+        }
         Ok(Connection {
             address,
             tx,
@@ -288,23 +311,65 @@ enum Exit {
     Done,
     /// Socket error, EOF, protocol error or close: pending requests fail.
     Broken(String),
+    /// TLS refused the session before the server answered anything (a server that wants a
+    /// client certificate says so at the first read): nothing was executed, and retrying
+    /// will not help.
+    Refused(String),
     Protocol(ProtocolError),
 }
 
+/// The two halves of the connection's stream.
+struct Io<R, W> {
+    rd: R,
+    wr: W,
+    /// Plain TCP (not TLS): a server that drops it unanswered may want TLS.
+    plain: bool,
+}
+
+/// Why a read or write failed, before or after the server's first answer.
+fn io_exit(e: &std::io::Error, doing: &str, answered: bool, plain: bool) -> Exit {
+    if !answered {
+        if let Some(reason) = refusal(e) {
+            return Exit::Refused(reason);
+        }
+        if plain
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return Exit::Broken(format!("{doing} failed: {e}{PLAINTEXT_HINT}"));
+        }
+    }
+    Exit::Broken(format!("{doing} failed: {}", describe_io(e)))
+}
+
+/// Said when a server drops a new plaintext connection without answering: what a TLS-only
+/// memcached port does.
+const PLAINTEXT_HINT: &str = " (if its port only speaks TLS, set connection.protocol=tls)";
+
 async fn run(
-    stream: TcpStream,
+    io: Io<impl AsyncRead + Unpin, impl AsyncWrite + Unpin>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     address: Arc<str>,
     max_value: usize,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let Io {
+        mut rd,
+        mut wr,
+        plain,
+    } = io;
+    // Whether the server answered anything yet.
+    let mut answered = false;
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut wbuf: Vec<u8> = Vec::with_capacity(4096);
     let mut wpos = 0usize;
     let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut opaque: u32 = 0;
     let mut rx_open = true;
+    // Written but maybe not yet on the socket: TLS keeps records in its session until a flush.
+    let mut unflushed = false;
 
     let exit = 'task: loop {
         if !rx_open && pending.is_empty() && wpos == wbuf.len() {
@@ -315,15 +380,19 @@ async fn run(
             _ = shared.close.notified() => break Exit::Broken("closed by the client".into()),
             read = rd.read_buf(&mut rbuf) => {
                 match read {
+                    Ok(0) if !answered && plain => break Exit::Broken(format!(
+                        "the server closed the connection without answering{PLAINTEXT_HINT}"
+                    )),
                     Ok(0) => break Exit::Broken("the server closed the connection".into()),
                     Ok(_) => {}
-                    Err(e) => break Exit::Broken(format!("read failed: {e}")),
+                    Err(e) => break io_exit(&e, "read", answered, plain),
                 }
                 let mut pos = 0;
                 while let Some(front) = pending.front() {
                     match parse_with_limit(&rbuf[pos..], front.shape, max_value) {
                         Ok(Some((reply, used))) => {
                             pos += used;
+                            answered = true;
                             let poison = reply.poisons_stream();
                             let what = front.command;
                             if let Some(p) = pending.pop_front() {
@@ -348,17 +417,27 @@ async fn run(
                 }
                 rbuf.drain(..pos);
             }
-            written = wr.write(&wbuf[wpos..]), if wpos < wbuf.len() => {
+            // Writes what is buffered, then flushes it out of the TLS session (for plain
+            // TCP the flush does nothing).
+            written = async {
+                if wpos < wbuf.len() {
+                    wr.write(&wbuf[wpos..]).await.map(Some)
+                } else {
+                    wr.flush().await.map(|()| None)
+                }
+            }, if wpos < wbuf.len() || unflushed => {
                 match written {
-                    Ok(0) => break Exit::Broken("the socket accepts no more bytes".into()),
-                    Ok(n) => {
+                    Ok(Some(0)) => break Exit::Broken("the socket accepts no more bytes".into()),
+                    Ok(Some(n)) => {
                         wpos += n;
+                        unflushed = true;
                         if wpos == wbuf.len() {
                             wbuf.clear();
                             wpos = 0;
                         }
                     }
-                    Err(e) => break Exit::Broken(format!("write failed: {e}")),
+                    Ok(None) => unflushed = false,
+                    Err(e) => break io_exit(&e, "write", answered, plain),
                 }
             }
             cmd = rx.recv(), if rx_open && wbuf.len() - wpos < WRITE_BACKLOG => {
@@ -382,6 +461,18 @@ async fn run(
     shared.alive.store(false, Ordering::Release);
     let why = match exit {
         Exit::Done => return,
+        Exit::Refused(reason) => {
+            for p in pending.drain(..) {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                p.answer(Err(tls_error(&address, reason.clone())));
+            }
+            rx.close();
+            while let Ok(cmd) = rx.try_recv() {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                let _ = cmd.reply.send(Err(tls_error(&address, reason.clone())));
+            }
+            return;
+        }
         Exit::Broken(why) => why,
         Exit::Protocol(e) => {
             // The head of the queue gets the protocol error itself; the rest are unknown.

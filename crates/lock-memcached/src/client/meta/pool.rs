@@ -156,6 +156,7 @@ impl Pool {
             &self.peer,
             connect_timeout,
             self.options.max_value,
+            self.options.tls.as_deref(),
             self.options.auth.as_deref(),
         )
         .await?;

@@ -126,6 +126,7 @@ async fn a_dropped_caller_does_not_shift_replies_and_unsent_requests_are_never_w
         Duration::from_secs(3),
         1024 * 1024,
         None,
+        None,
     )
     .await
     .expect("connect");
@@ -635,6 +636,7 @@ async fn client_error_poisons_the_connection_and_fails_the_requests_behind_it() 
         &peer(&mc.address()),
         Duration::from_secs(3),
         1024 * 1024,
+        None,
         None,
     )
     .await
