@@ -14,12 +14,16 @@
 //! - `quorum_seq`, `quorum_parallel`: `seq` and `parallel` with `options.mode=quorum` over
 //!   three servers (`--quorum a,b,c`, or three the bench starts);
 //! - `classic_seq`, `classic_parallel`: `seq` and `parallel` with `options.protocol=classic`
-//!   (two round trips per acquire, one request in flight per connection).
+//!   (two round trips per acquire, one request in flight per connection);
+//! - `tls_seq`, `tls_parallel`: `seq` and `parallel` over TLS (`connection.protocol=tls`) to a
+//!   memcached started with `-Z` (`--tls HOST:PORT --tls-ca FILE`, or one the bench starts
+//!   with certificates it makes).
 //!
 //! Usage (normally through `scripts/bench`):
 //!
 //! ```text
-//! lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--only a,b,c]
+//! lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--quorum HOST:PORT,...]
+//!            [--tls HOST:PORT --tls-ca FILE] [--only a,b,c]
 //! ```
 //!
 //! Without `--server` (or `BENCH_SERVER`) it starts its own memcached on a free loopback
@@ -58,6 +62,9 @@ struct Settings {
     /// The servers of the quorum scenarios (`--quorum a,b,c`); started by the bench when
     /// absent.
     quorum: Option<Vec<String>>,
+    /// The TLS server of the TLS scenarios and the CA file its certificate verifies with
+    /// (`--tls HOST:PORT --tls-ca FILE`); started by the bench when absent.
+    tls: Option<(String, String)>,
     only: Option<Vec<String>>,
     /// Measured time per scenario per round.
     secs: Duration,
@@ -114,6 +121,8 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>());
         let mut only = None;
+        let mut tls_server = None;
+        let mut tls_ca = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -129,13 +138,15 @@ impl Settings {
                         .ok_or("--quorum needs HOST:PORT,HOST:PORT,...")?;
                     quorum = Some(list.split(',').map(|s| s.trim().to_string()).collect());
                 }
+                "--tls" => tls_server = Some(args.next().ok_or("--tls needs HOST:PORT")?),
+                "--tls-ca" => tls_ca = Some(args.next().ok_or("--tls-ca needs a PEM file")?),
                 "--only" => {
                     let list = args.next().ok_or("--only needs a comma-separated list")?;
                     only = Some(list.split(',').map(|s| s.trim().to_string()).collect());
                 }
                 "-h" | "--help" => {
                     println!(
-                        "lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--quorum HOST:PORT,...] [--only a,b]"
+                        "lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--quorum HOST:PORT,...] [--tls HOST:PORT --tls-ca FILE] [--only a,b]"
                     );
                     std::process::exit(0);
                 }
@@ -148,7 +159,13 @@ impl Settings {
         let (secs, warmup, rounds) = if quick { (0.5, 0.1, 1) } else { (4.0, 0.2, 4) };
         let rounds = env_usize("BENCH_ROUNDS", rounds)? as u32;
         let secs = env_f64("BENCH_SECS", secs)? / f64::from(rounds);
+        let tls = match (tls_server, tls_ca) {
+            (Some(server), Some(ca)) => Some((server, ca)),
+            (None, None) => None,
+            _ => return Err("--tls and --tls-ca go together".into()),
+        };
         Ok(Settings {
+            tls,
             quick,
             multi_thread: multi_thread
                 || std::env::var("BENCH_RUNTIME").is_ok_and(|v| v == "multi"),
@@ -793,6 +810,60 @@ async fn open_memcached(server: &str, pool_size: usize, protocol: &str) -> Res<A
     Ok(Arc::new(lock))
 }
 
+/// A lock over TLS to `server`, verifying its certificate with `ca_file`.
+async fn open_tls(server: &str, ca_file: &str, pool_size: usize) -> Res<Arc<MemcachedLock>> {
+    let lock = MemcachedLock::new();
+    lock.configure(&ConfigParams::from_tuples([
+        ("connection.uri", format!("memcacheds://{server}")),
+        ("credential.ssl_ca_file", ca_file.to_string()),
+        ("options.pool_size", pool_size.to_string()),
+        ("options.timeout", "30000".to_string()),
+        ("options.retry_timeout", "100".to_string()),
+        ("options.max_size", "100000".to_string()),
+        ("options.protocol", "meta".to_string()),
+    ]))?;
+    lock.open(&Context::new()).await?;
+    Ok(Arc::new(lock))
+}
+
+/// A memcached with TLS on its port (and a plaintext side listener for the testkit), with a
+/// CA and a server certificate for 127.0.0.1 made here; the CA file's path, and the
+/// directory to remove at the end.
+fn start_tls_server() -> Res<(
+    memcached_testkit::MemcachedServer,
+    String,
+    std::path::PathBuf,
+)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("pip-locks-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let cert =
+        CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &ca, &ca_key)?;
+    let write = |name: &str, text: String| -> Res<String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    };
+    let ca_file = write("ca.pem", ca.pem())?;
+    let crt = write("server.crt", cert.pem())?;
+    let key = write("server.key", key.serialize_pem())?;
+    let server = memcached_testkit::MemcachedServer::builder()
+        .threads(1)
+        .memory_mb(256)
+        .plain_listener()
+        .arg("-Z")
+        .arg("-o")
+        .arg(format!("ssl_chain_cert={crt},ssl_key={key}"))
+        .start()
+        .map_err(|e| format!("cannot start memcached with TLS: {e}"))?;
+    Ok((server, ca_file, dir))
+}
+
 /// The quorum's longest ttl and quarantine in the bench: the scenarios' ttl. Opening waits
 /// it out once (new servers are in quarantine).
 const QUORUM_LIMIT: Duration = TTL;
@@ -863,6 +934,8 @@ fn print_summary(results: &mut [Outcome]) {
         ("raw_pipelined", "raw_max", f64::NAN),
         ("quorum_seq", "seq", f64::NAN),
         ("quorum_parallel", "parallel", f64::NAN),
+        ("tls_seq", "seq", f64::NAN),
+        ("tls_parallel", "parallel", f64::NAN),
     ] {
         if let (Some(a), Some(b)) = (rate(num), rate(den)) {
             let ratio = a / b.max(1e-9);
@@ -945,6 +1018,23 @@ async fn run(s: Settings) -> Res<()> {
     } else {
         None
     };
+    // TLS scenarios: the given TLS server, or one of the bench's own.
+    let mut own_tls = None;
+    let tls = if s.wants("tls_seq") || s.wants("tls_parallel") {
+        let (server, ca) = match &s.tls {
+            Some(given) => given.clone(),
+            None => {
+                let (srv, ca, dir) = start_tls_server()?;
+                let addr = srv.address();
+                own_tls = Some((srv, dir));
+                (addr, ca)
+            }
+        };
+        eprintln!("lock_bench: TLS server {server}");
+        Some(open_tls(&server, &ca, s.pool_size).await?)
+    } else {
+        None
+    };
     // Every round runs every scenario for `secs`: interleaving spreads the noise of a shared
     // machine over all scenarios instead of letting it hit one of them.
     for round in 0..s.rounds {
@@ -965,6 +1055,7 @@ async fn run(s: Settings) -> Res<()> {
             (&lock, "seq", "parallel", "memcached"),
             (&classic, "classic_seq", "classic_parallel", "classic"),
             (&quorum, "quorum_seq", "quorum_parallel", "quorum"),
+            (&tls, "tls_seq", "tls_parallel", "tls"),
         ];
         for (lock, seq, parallel, backend) in opened_locks {
             let Some(lock) = lock else { continue };
@@ -1001,8 +1092,12 @@ async fn run(s: Settings) -> Res<()> {
         }
         eprintln!("lock_bench: round {} of {} done", round + 1, s.rounds);
     }
-    for lock in [lock, classic].into_iter().flatten() {
+    for lock in [lock, classic, tls].into_iter().flatten() {
         lock.close(&Context::new()).await?;
+    }
+    if let Some((server, dir)) = own_tls {
+        drop(server);
+        let _ = std::fs::remove_dir_all(dir);
     }
     for r in &mut results {
         println!("{}", r.json(runtime));
