@@ -1,7 +1,8 @@
 //! The lock-core conformance suite, run by `MemcachedLock` against real memcached servers:
 //! once in each protocol mode, `meta` (`ms`/`md`/`mg`, the default on memcached >= 1.6.13) and
-//! `classic` (`add` + `gets`, `cas`, for older servers), and once in quorum mode over three
-//! servers.
+//! `classic` (`add` + `gets`, `cas`, for older servers), once in quorum mode over three
+//! servers, and in both protocol modes against a server that requires authentication (`-Y`)
+//! and mutual TLS (`-Z`, client certificates required).
 //!
 //! Each test spawns its own server through the testkit, or uses the server named by
 //! `MEMCACHED_SERVICE_HOST` / `MEMCACHED_SERVICE_PORT` when set (the originals' fixture
@@ -16,7 +17,10 @@ use commons::{ConfigParams, Configurable, Context, Openable};
 use lock_core::Lock;
 use lock_core::testing::SuiteConfig;
 use lock_memcached::MemcachedLock;
-use memcached_testkit::ServerTarget;
+use memcached_testkit::{MemcachedServer, ServerTarget};
+
+mod support;
+use support::pki::Pki;
 
 type OwnerFuture = Pin<Box<dyn Future<Output = Arc<dyn Lock>> + Send>>;
 
@@ -79,6 +83,39 @@ fn quorum_owners() -> impl Fn() -> OwnerFuture + Send + Sync + Clone + 'static {
     }
 }
 
+/// Owners that talk to one server requiring authentication and mutual TLS, in `protocol`
+/// mode, with the right credentials and certificates.
+fn secure_owners(
+    protocol: &'static str,
+) -> impl Fn() -> OwnerFuture + Send + Sync + Clone + 'static {
+    let pki = Pki::new();
+    let builder = MemcachedServer::builder().auth("suite", "suite-secret");
+    let server = pki.server_with(builder, &["127.0.0.1"], false, true);
+    let config = ConfigParams::from_tuples([
+        (
+            "connection.uri",
+            format!("memcacheds://{}", server.address()),
+        ),
+        ("credential.username", "suite".to_string()),
+        ("credential.password", "suite-secret".to_string()),
+        ("credential.ssl_ca_file", pki.ca_file.clone()),
+        ("credential.ssl_crt_file", pki.client_crt.clone()),
+        ("credential.ssl_key_file", pki.client_key.clone()),
+        ("options.protocol", protocol.to_string()),
+    ]);
+    let kept = Arc::new((pki, server));
+    move || {
+        let (config, kept) = (config.clone(), kept.clone());
+        Box::pin(async move {
+            let _kept = kept;
+            let lock = MemcachedLock::new();
+            lock.configure(&config).expect("configure");
+            lock.open(&Context::new()).await.expect("open");
+            Arc::new(lock) as Arc<dyn Lock>
+        })
+    }
+}
+
 fn suite_config() -> SuiteConfig {
     // MemcachedLock hands out fencing tokens (a per-key counter): check that they grow. Its
     // items expire at an absolute time by the server's clock, placed up to 2 s after the ttl
@@ -90,6 +127,16 @@ fn suite_config() -> SuiteConfig {
 
 lock_core::conformance_tests!(mod meta, owners: owners("meta"), config: suite_config());
 lock_core::conformance_tests!(mod classic, owners: owners("classic"), config: suite_config());
+lock_core::conformance_tests!(
+    mod auth_and_mutual_tls_meta,
+    owners: secure_owners("meta"),
+    config: suite_config()
+);
+lock_core::conformance_tests!(
+    mod auth_and_mutual_tls_classic,
+    owners: secure_owners("classic"),
+    config: suite_config()
+);
 lock_core::conformance_tests!(
     mod quorum,
     owners: quorum_owners(),

@@ -15,6 +15,8 @@ use lock_core::{Lease, Lock};
 use lock_memcached::MemcachedLock;
 use memcached_testkit::{FaultProxy, MemcachedServer};
 
+pub(crate) mod pki;
+
 /// The lease ttl of tests that do not wait for an expiry: long enough to outlast the test's
 /// own steps on a loaded machine, short enough that a leftover item goes away soon.
 pub(crate) const TTL: Duration = Duration::from_secs(3);
