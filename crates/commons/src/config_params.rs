@@ -347,9 +347,58 @@ macro_rules! config_params {
     }};
 }
 
+/// `path.key`, or `key` at the top (`path` empty): the full name of a key, for messages.
+pub(crate) fn join_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The entries of one kind of section, each with the config path it came from (for
+/// messages): every `<plural>.<name>` (a section, or a `k=v;...` string), in configuration
+/// order; else the `<singular>` section; else the listed top-level keys as one entry; else
+/// none. How connections and credentials are read alike.
+pub(crate) fn read_sections(
+    config: &ConfigParams,
+    plural: &str,
+    singular: &str,
+    top_level: &[&str],
+) -> Vec<(String, ConfigParams)> {
+    let many = config.get_section(plural);
+    if !many.is_empty() {
+        return ordered_section_names(&many)
+            .into_iter()
+            .map(|name| {
+                let section = many.get_section(&name);
+                let params = if section.is_empty() {
+                    ConfigParams::from_string(many.get(&name).unwrap_or_default())
+                } else {
+                    section
+                };
+                (format!("{plural}.{name}"), params)
+            })
+            .collect();
+    }
+    let one = config.get_section(singular);
+    if !one.is_empty() {
+        return vec![(singular.to_string(), one)];
+    }
+    let top: ConfigParams = top_level
+        .iter()
+        .filter_map(|k| config.get(k).map(|v| (*k, v)))
+        .collect();
+    if top.is_empty() {
+        Vec::new()
+    } else {
+        vec![(String::new(), top)]
+    }
+}
+
 /// The section names of `config` in configuration order: names that are numbers (JSON
 /// arrays flatten to `0`, `1`, ..., `10`) first, in numeric order, then the others by name.
-pub(crate) fn ordered_section_names(config: &ConfigParams) -> Vec<String> {
+fn ordered_section_names(config: &ConfigParams) -> Vec<String> {
     let mut names = config.get_section_names();
     names.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
         (Ok(x), Ok(y)) => x.cmp(&y),

@@ -1,6 +1,6 @@
 //! `ConnectionResolver`: turns a component's configuration into the list of servers to talk to.
 
-use crate::config_params::{ordered_section_names, redact_uri};
+use crate::config_params::{join_path as join, read_sections, redact_uri};
 use crate::{
     ConfigParams, ConnectionParams, Context, Descriptor, Discovery, Error, ErrorKind, References,
     Result, codes,
@@ -208,50 +208,12 @@ fn discovery_locator() -> Descriptor {
     Descriptor::new("*", "discovery", "*", "*", "*")
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 /// The configured connections with the config path each came from (for error messages).
 fn read_connections(config: &ConfigParams) -> Vec<(String, ConnectionParams)> {
-    let connections = config.get_section("connections");
-    if !connections.is_empty() {
-        return ordered_section_names(&connections)
-            .into_iter()
-            .map(|name| {
-                let section = connections.get_section(&name);
-                let params = if section.is_empty() {
-                    ConfigParams::from_string(connections.get(&name).unwrap_or_default())
-                } else {
-                    section
-                };
-                (
-                    format!("connections.{name}"),
-                    ConnectionParams::from_config(params),
-                )
-            })
-            .collect();
-    }
-    let connection = config.get_section("connection");
-    if !connection.is_empty() {
-        return vec![(
-            "connection".to_string(),
-            ConnectionParams::from_config(connection),
-        )];
-    }
-    let top: ConfigParams = TOP_LEVEL_KEYS
-        .iter()
-        .filter_map(|k| config.get(k).map(|v| (*k, v)))
-        .collect();
-    if top.is_empty() {
-        Vec::new()
-    } else {
-        vec![(String::new(), ConnectionParams::from_config(top))]
-    }
+    read_sections(config, "connections", "connection", &TOP_LEVEL_KEYS)
+        .into_iter()
+        .map(|(path, params)| (path, ConnectionParams::from_config(params)))
+        .collect()
 }
 
 /// Turns one static connection into one connection per server, checking every value.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::config_params::ordered_section_names;
+use crate::config_params::{join_path as join, read_sections};
 use crate::{ConfigParams, Error, Result};
 
 /// The keys accepted at the top level of a configuration as one credential when it has
@@ -345,48 +345,10 @@ pub(crate) fn is_secret_name(name: &str) -> bool {
         || last == "pass"
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 /// The configured credentials with the config path each came from (for error messages).
 fn read_credentials(config: &ConfigParams) -> Vec<(String, CredentialParams)> {
-    let credentials = config.get_section("credentials");
-    if !credentials.is_empty() {
-        return ordered_section_names(&credentials)
-            .into_iter()
-            .map(|name| {
-                let section = credentials.get_section(&name);
-                let params = if section.is_empty() {
-                    ConfigParams::from_string(credentials.get(&name).unwrap_or_default())
-                } else {
-                    section
-                };
-                (
-                    format!("credentials.{name}"),
-                    CredentialParams::from_config(params),
-                )
-            })
-            .collect();
-    }
-    let credential = config.get_section("credential");
-    if !credential.is_empty() {
-        return vec![(
-            "credential".to_string(),
-            CredentialParams::from_config(credential),
-        )];
-    }
-    let top: ConfigParams = TOP_LEVEL_KEYS
-        .iter()
-        .filter_map(|k| config.get(k).map(|v| (*k, v)))
-        .collect();
-    if top.is_empty() {
-        Vec::new()
-    } else {
-        vec![(String::new(), CredentialParams::from_config(top))]
-    }
+    read_sections(config, "credentials", "credential", &TOP_LEVEL_KEYS)
+        .into_iter()
+        .map(|(path, params)| (path, CredentialParams::from_config(params)))
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! `${NAME:-default}` placeholders in configuration documents, filled from the environment
 //! (or any lookup), so one configuration file serves several deployments.
 
+use crate::config_params::join_path as join;
 use crate::{Error, ErrorKind, Result, codes};
 
 /// Replaces `${NAME:-default}` and `${NAME}` placeholders inside the string values of a
@@ -57,14 +58,6 @@ fn expand_value(
         _ => {}
     }
     Ok(())
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 fn expand_str(text: &str, path: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String> {
