@@ -7,7 +7,10 @@
 //! - `raw_seq`: one raw socket, `ms <k> 1 ME T10 c` then `md <k> C<cas>`, one at a time;
 //! - `raw_pipelined`: the same pairs over `pool_size` raw sockets with as many pairs in
 //!   flight as `parallel` has tasks (the ceiling for `parallel`);
-//! - `raw_max`: 8 raw sockets x 256 pairs in flight (the server's ceiling);
+//! - `raw_max`: 8 raw sockets x 256 pairs in flight;
+//! - `raw_saturate`: the same shape with the leanest generator (nothing allocated per pair,
+//!   one pair in 64 timed), and the server's CPU share over the window (`server_cpu`, from
+//!   its `stats rusage_*`): the server's own ceiling;
 //! - `seq`, `parallel`, `contended`: `MemcachedLock` (one task; 256 tasks on unique keys;
 //!   16 tasks on one key with `acquire_lock`);
 //! - `memory_seq`, `memory_parallel`, `memory_contended`: the same on `MemoryLock`;
@@ -230,6 +233,9 @@ struct Outcome {
     latency: Samples,
     handoff: Option<Samples>,
     errors: u64,
+    /// The server's CPU time (seconds, from its `stats rusage_user` + `rusage_system`) over
+    /// the measured windows, where measured.
+    server_cpu: Option<f64>,
 }
 
 impl Outcome {
@@ -241,6 +247,9 @@ impl Outcome {
         self.latency.merge(other.latency);
         if let (Some(a), Some(b)) = (self.handoff.as_mut(), other.handoff) {
             a.merge(b);
+        }
+        if let (Some(a), Some(b)) = (self.server_cpu.as_mut(), other.server_cpu) {
+            *a += b;
         }
     }
 
@@ -272,6 +281,10 @@ impl Outcome {
             v["pairs_per_sec"] = round1(self.rate()).into();
             v["p50_us"] = round1(p50).into();
             v["p99_us"] = round1(p99).into();
+        }
+        if let Some(cpu) = self.server_cpu {
+            // A share of one core: 1.0 = the server's thread busy all the time.
+            v["server_cpu"] = round3(cpu / self.elapsed.as_secs_f64().max(1e-9)).into();
         }
         v.to_string()
     }
@@ -491,6 +504,7 @@ async fn raw_seq(s: &Settings, server: &str) -> Res<Outcome> {
         latency,
         handoff: None,
         errors: 0,
+        server_cpu: None,
     })
 }
 
@@ -596,6 +610,147 @@ async fn raw_pipelined(
         latency,
         handoff: None,
         errors: 0,
+        server_cpu: None,
+    })
+}
+
+/// The server's CPU time so far (seconds of user + system time, from `stats`).
+async fn server_cpu_secs(server: &str) -> Res<f64> {
+    let mut conn = RawConn::connect(server).await?;
+    conn.stream.write_all(b"stats\r\n").await?;
+    let mut total = 0.0;
+    loop {
+        let line = conn.line().await?;
+        if line == b"END" {
+            return Ok(total);
+        }
+        let text = String::from_utf8_lossy(&line);
+        let mut parts = text.split(' ');
+        if let (Some("STAT"), Some("rusage_user" | "rusage_system"), Some(v)) =
+            (parts.next(), parts.next(), parts.next())
+        {
+            total += v.parse::<f64>().map_err(|e| format!("stats {text:?}: {e}"))?;
+        }
+    }
+}
+
+/// One connection of `raw_saturate`: the same pairs as `raw_pipeline_conn` with as little
+/// client work per pair as possible (keys are a fixed prefix plus a counter written in
+/// place, nothing allocated per pair, one pair in 64 timed), so the server, not this
+/// generator, is the limit.
+async fn raw_saturate_conn(
+    server: String,
+    worker: usize,
+    depth: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> Res<(u64, Samples)> {
+    const SAMPLE_EVERY: u64 = 64;
+    let mut conn = RawConn::connect(&server).await?;
+    let prefix = format!("sat:{:x}:{worker}:", run_id()).into_bytes();
+    let push_key = |buf: &mut Vec<u8>, n: u64| {
+        buf.extend_from_slice(&prefix);
+        let mut digits = [b'0'; 16];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        buf.extend_from_slice(&digits);
+    };
+    // What each outstanding reply answers: (key counter, is_delete, start when timed).
+    let mut pending: VecDeque<(u64, bool, Option<Instant>)> = VecDeque::with_capacity(depth * 2);
+    let mut wbuf = Vec::with_capacity(depth * 64);
+    let mut latency = Samples::default();
+    let (mut ops, mut next) = (0u64, 0u64);
+    let mut stopping = false;
+    let mut start_pair = |wbuf: &mut Vec<u8>, pending: &mut VecDeque<_>, now: Instant| {
+        wbuf.extend_from_slice(b"ms ");
+        push_key(wbuf, next);
+        wbuf.extend_from_slice(b" 1 ME T10 c\r\nx\r\n");
+        let timed = (next % SAMPLE_EVERY == 0).then_some(now);
+        pending.push_back((next, false, timed));
+        next += 1;
+    };
+    let now = Instant::now();
+    for _ in 0..depth {
+        start_pair(&mut wbuf, &mut pending, now);
+    }
+    conn.stream.write_all(&wbuf).await?;
+    while !pending.is_empty() {
+        conn.fill().await?;
+        wbuf.clear();
+        let now = Instant::now();
+        stopping |= now >= end;
+        while let Some(line) = conn.buffered_line() {
+            let Some((n, is_delete, timed)) = pending.pop_front() else {
+                return Err("reply without a request".into());
+            };
+            if is_delete {
+                if line != b"HD" {
+                    return Err(format!("md answered {:?}", String::from_utf8_lossy(line)).into());
+                }
+                if now >= measure_from && !stopping {
+                    ops += 1;
+                    if let Some(t0) = timed {
+                        latency.push(now.saturating_duration_since(t0));
+                    }
+                }
+                if !stopping {
+                    start_pair(&mut wbuf, &mut pending, now);
+                }
+            } else {
+                let cas = hd_cas(line)?;
+                wbuf.extend_from_slice(b"md ");
+                push_key(&mut wbuf, n);
+                wbuf.extend_from_slice(b" C");
+                let _ = write!(Fmt(&mut wbuf), "{cas}\r\n");
+                pending.push_back((n, true, timed));
+            }
+        }
+        if !wbuf.is_empty() {
+            conn.stream.write_all(&wbuf).await?;
+        }
+    }
+    Ok((ops, latency))
+}
+
+/// `raw_saturate`: `raw_max`'s shape (`raw_max_conns` x `raw_max_depth`) with the leanest
+/// client, and the server's CPU share over the window: the server's own limit.
+async fn raw_saturate(s: &Settings, server: &str) -> Res<Outcome> {
+    let (measure_from, end) = span(s);
+    let conns = s.raw_max_conns;
+    let mut handles = Vec::new();
+    for c in 0..conns {
+        handles.push(tokio::spawn(raw_saturate_conn(
+            server.to_string(),
+            c,
+            s.raw_max_depth,
+            measure_from,
+            end,
+        )));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_before = server_cpu_secs(server).await?;
+    tokio::time::sleep_until(end.into()).await;
+    let cpu_after = server_cpu_secs(server).await?;
+    let mut ops = 0;
+    let mut latency = Samples::default();
+    for h in handles {
+        let (n, l) = h.await??;
+        ops += n;
+        latency.merge(l);
+    }
+    Ok(Outcome {
+        scenario: "raw_saturate",
+        backend: "raw",
+        tasks: 1,
+        conns,
+        in_flight: conns * s.raw_max_depth,
+        ops,
+        elapsed: s.secs,
+        latency,
+        handoff: None,
+        errors: 0,
+        server_cpu: Some(cpu_after - cpu_before),
     })
 }
 
@@ -639,6 +794,7 @@ async fn lock_seq<L: Lock + ?Sized>(
         latency,
         handoff: None,
         errors,
+        server_cpu: None,
     })
 }
 
@@ -716,6 +872,7 @@ async fn lock_parallel<L: Lock + 'static>(s: &Settings, lock: Arc<L>, at: Labels
         latency,
         handoff: None,
         errors,
+        server_cpu: None,
     })
 }
 
@@ -788,6 +945,7 @@ async fn lock_contended<L: Lock + 'static>(s: &Settings, lock: Arc<L>, at: Label
         latency,
         handoff: Some(handoff),
         errors: 0,
+        server_cpu: None,
     })
 }
 
@@ -932,6 +1090,8 @@ fn print_summary(results: &mut [Outcome]) {
         ("seq", "raw_seq", 0.9),
         ("parallel", "raw_pipelined", 0.7),
         ("raw_pipelined", "raw_max", f64::NAN),
+        ("raw_max", "raw_saturate", f64::NAN),
+        ("parallel", "raw_saturate", f64::NAN),
         ("quorum_seq", "seq", f64::NAN),
         ("quorum_parallel", "parallel", f64::NAN),
         ("tls_seq", "seq", f64::NAN),
@@ -1049,6 +1209,9 @@ async fn run(s: Settings) -> Res<()> {
         if s.wants("raw_max") {
             let (c, d) = (s.raw_max_conns, s.raw_max_depth);
             this_round.push(raw_pipelined(&s, &server, "raw_max", c, c * d).await?);
+        }
+        if s.wants("raw_saturate") {
+            this_round.push(raw_saturate(&s, &server).await?);
         }
         // The same loops on each memcached lock that was opened.
         let opened_locks = [
