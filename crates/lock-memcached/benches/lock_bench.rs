@@ -26,7 +26,7 @@
 //!
 //! ```text
 //! lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--quorum HOST:PORT,...]
-//!            [--tls HOST:PORT --tls-ca FILE] [--only a,b,c]
+//!            [--tls HOST:PORT --tls-ca FILE] [--svg FILE] [--only a,b,c]
 //! ```
 //!
 //! Without `--server` (or `BENCH_SERVER`) it starts its own memcached on a free loopback
@@ -68,6 +68,8 @@ struct Settings {
     /// The TLS server of the TLS scenarios and the CA file its certificate verifies with
     /// (`--tls HOST:PORT --tls-ca FILE`); started by the bench when absent.
     tls: Option<(String, String)>,
+    /// Where to write the chart (`--svg PATH`), if anywhere.
+    svg: Option<String>,
     only: Option<Vec<String>>,
     /// Measured time per scenario per round.
     secs: Duration,
@@ -125,6 +127,7 @@ impl Settings {
             .map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>());
         let mut only = None;
         let mut tls_server = None;
+        let mut svg = None;
         let mut tls_ca = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -141,6 +144,7 @@ impl Settings {
                         .ok_or("--quorum needs HOST:PORT,HOST:PORT,...")?;
                     quorum = Some(list.split(',').map(|s| s.trim().to_string()).collect());
                 }
+                "--svg" => svg = Some(args.next().ok_or("--svg needs a file path")?),
                 "--tls" => tls_server = Some(args.next().ok_or("--tls needs HOST:PORT")?),
                 "--tls-ca" => tls_ca = Some(args.next().ok_or("--tls-ca needs a PEM file")?),
                 "--only" => {
@@ -149,7 +153,7 @@ impl Settings {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--quorum HOST:PORT,...] [--tls HOST:PORT --tls-ca FILE] [--only a,b]"
+                        "lock_bench --bench [--quick] [--multi-thread] [--server HOST:PORT] [--quorum HOST:PORT,...] [--tls HOST:PORT --tls-ca FILE] [--svg FILE] [--only a,b]"
                     );
                     std::process::exit(0);
                 }
@@ -168,6 +172,7 @@ impl Settings {
             _ => return Err("--tls and --tls-ca go together".into()),
         };
         Ok(Settings {
+            svg,
             tls,
             quick,
             multi_thread: multi_thread
@@ -629,7 +634,9 @@ async fn server_cpu_secs(server: &str) -> Res<f64> {
         if let (Some("STAT"), Some("rusage_user" | "rusage_system"), Some(v)) =
             (parts.next(), parts.next(), parts.next())
         {
-            total += v.parse::<f64>().map_err(|e| format!("stats {text:?}: {e}"))?;
+            total += v
+                .parse::<f64>()
+                .map_err(|e| format!("stats {text:?}: {e}"))?;
         }
     }
 }
@@ -1111,6 +1118,98 @@ fn print_summary(results: &mut [Outcome]) {
     }
 }
 
+/// An SVG chart of the results: pairs (or acquisitions) per second per scenario, and p50 /
+/// p99 latency, the raw generators in grey next to the locks.
+fn write_chart(results: &mut [Outcome], path: &str) -> Res<()> {
+    use plotters::prelude::*;
+    let rows: Vec<(String, f64, f64, f64, bool)> = results
+        .iter_mut()
+        .map(|r| {
+            let (p50, p99) = r.latency.percentiles();
+            (
+                r.scenario.to_string(),
+                r.rate(),
+                p50,
+                p99,
+                r.backend == "raw",
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len();
+    let height = 90 + 2 * (40 + 26 * n as u32);
+    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(height / 2);
+    let label = |y: &f64| {
+        let i = y.round();
+        if (y - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+            rows[i as usize].0.clone()
+        } else {
+            String::new()
+        }
+    };
+    let max_rate = rows.iter().map(|r| r.1).fold(1.0, f64::max) * 1.1;
+    let mut rates = ChartBuilder::on(&top)
+        .caption(
+            "throughput (pairs/s; contended: acquisitions/s)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(130)
+        .build_cartesian_2d(0.0..max_rate, -0.5..(n as f64 - 0.5))?;
+    rates
+        .configure_mesh()
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .x_label_formatter(&|x| format!("{:.0}k", x / 1000.0))
+        .disable_y_mesh()
+        .draw()?;
+    rates.draw_series(rows.iter().enumerate().map(|(i, r)| {
+        let color = if r.4 {
+            RGBColor(150, 150, 150)
+        } else {
+            RGBColor(40, 100, 180)
+        };
+        let y = i as f64;
+        Rectangle::new([(0.0, y - 0.35), (r.1, y + 0.35)], color.filled())
+    }))?;
+    let max_lat = rows.iter().map(|r| r.3).fold(1.0, f64::max) * 1.1;
+    let mut latency = ChartBuilder::on(&bottom)
+        .caption("latency (µs): p50 dark, p99 light", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(130)
+        .build_cartesian_2d(0.0..max_lat, -0.5..(n as f64 - 0.5))?;
+    latency
+        .configure_mesh()
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .disable_y_mesh()
+        .draw()?;
+    latency.draw_series(rows.iter().enumerate().map(|(i, r)| {
+        let y = i as f64;
+        Rectangle::new(
+            [(0.0, y - 0.35), (r.3, y + 0.35)],
+            RGBColor(170, 200, 230).filled(),
+        )
+    }))?;
+    latency.draw_series(rows.iter().enumerate().map(|(i, r)| {
+        let color = if r.4 {
+            RGBColor(110, 110, 110)
+        } else {
+            RGBColor(40, 100, 180)
+        };
+        let y = i as f64;
+        Rectangle::new([(0.0, y - 0.35), (r.2, y + 0.35)], color.filled())
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
 async fn run(s: Settings) -> Res<()> {
     let runtime = if s.multi_thread {
         "multi_thread"
@@ -1266,6 +1365,10 @@ async fn run(s: Settings) -> Res<()> {
         println!("{}", r.json(runtime));
     }
     print_summary(&mut results);
+    if let Some(path) = &s.svg {
+        write_chart(&mut results, path)?;
+        eprintln!("lock_bench: chart written to {path}");
+    }
     drop(own_server);
     Ok(())
 }
