@@ -18,6 +18,8 @@
 //!   three servers (`--quorum a,b,c`, or three the bench starts);
 //! - `classic_seq`, `classic_parallel`: `seq` and `parallel` with `options.protocol=classic`
 //!   (two round trips per acquire, one request in flight per connection);
+//! - `held_memory`: the process's resident memory per held lease, over 100,000 leases held
+//!   at once by one `MemcachedLock` (`BENCH_HELD_LEASES`); a JSON line of its own;
 //! - `tls_seq`, `tls_parallel`: `seq` and `parallel` over TLS (`connection.protocol=tls`) to a
 //!   memcached started with `-Z` (`--tls HOST:PORT --tls-ca FILE`, or one the bench starts
 //!   with certificates it makes).
@@ -1118,6 +1120,65 @@ fn print_summary(results: &mut [Outcome]) {
     }
 }
 
+/// The process's resident memory in bytes (`/proc/self/statm`), if readable.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// `held_memory`: resident memory per held lease. A fresh lock acquires `count` leases (256
+/// tasks), the growth of the process's resident memory is divided by `count`, then every
+/// lease is released. Includes the lease table's records and their values; the allocator's
+/// own slack makes it an upper estimate.
+async fn held_memory(server: &str, pool_size: usize, count: usize) -> Res<serde_json::Value> {
+    let lock = MemcachedLock::new();
+    let (host, port) = server
+        .rsplit_once(':')
+        .ok_or_else(|| format!("server address {server:?} is not HOST:PORT"))?;
+    lock.configure(&ConfigParams::from_tuples([
+        ("host", host.to_string()),
+        ("port", port.to_string()),
+        ("options.pool_size", pool_size.to_string()),
+        ("options.max_size", (count + 1).to_string()),
+        ("options.timeout", "30000".to_string()),
+    ]))?;
+    lock.open(&Context::new()).await?;
+    let lock = Arc::new(lock);
+    let before = resident_bytes().ok_or("/proc/self/statm is not readable")?;
+    let tasks = 256.min(count);
+    let mut handles = Vec::new();
+    for w in 0..tasks {
+        let lock = lock.clone();
+        let share = count / tasks + usize::from(w < count % tasks);
+        handles.push(tokio::spawn(async move {
+            let mut keys = KeyGen::new("held", run_id(), w);
+            let ctx = Context::new();
+            for _ in 0..share {
+                if !lock
+                    .try_acquire_lock(&ctx, keys.next(), Duration::from_secs(120))
+                    .await?
+                {
+                    return Err::<(), BoxError>("a unique key was busy".into());
+                }
+            }
+            Ok(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    let held = lock.held_count();
+    let after = resident_bytes().ok_or("/proc/self/statm is not readable")?;
+    lock.close(&Context::new()).await?; // releases every lease
+    Ok(serde_json::json!({
+        "scenario": "held_memory",
+        "leases": held,
+        "rss_growth_bytes": after.saturating_sub(before),
+        "bytes_per_lease": round1(after.saturating_sub(before) as f64 / held.max(1) as f64),
+    }))
+}
+
 /// An SVG chart of the results: pairs (or acquisitions) per second per scenario, and p50 /
 /// p99 latency, the raw generators in grey next to the locks.
 fn write_chart(results: &mut [Outcome], path: &str) -> Res<()> {
@@ -1363,6 +1424,15 @@ async fn run(s: Settings) -> Res<()> {
     }
     for r in &mut results {
         println!("{}", r.json(runtime));
+    }
+    if s.wants("held_memory") {
+        let count = env_usize("BENCH_HELD_LEASES", if s.quick { 2_000 } else { 100_000 })?;
+        let held = held_memory(&server, s.pool_size, count).await?;
+        println!("{held}");
+        eprintln!(
+            "lock_bench: {} leases held: {} bytes of resident memory each",
+            held["leases"], held["bytes_per_lease"]
+        );
     }
     print_summary(&mut results);
     if let Some(path) = &s.svg {
