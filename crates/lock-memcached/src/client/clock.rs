@@ -88,14 +88,15 @@ pub(crate) struct Offset {
 
 impl ServerClock {
     /// Records a clock reading of `boot`: the server said its clock was `server_secs` (unix
-    /// seconds) while processing a request sent at `sent` and answered at `received`.
+    /// seconds) while processing a request sent at `sent` and answered at `received` (now);
+    /// returns the bounds with it counted (one lock, one clock read: this runs per acquire).
     pub(crate) fn observe(
         &self,
         boot: ServerIdentity,
         sent: Instant,
         received: Instant,
         server_secs: i64,
-    ) {
+    ) -> Option<Offset> {
         let server = i128::from(server_secs) * 1_000_000_000;
         let upper = server - nanos(sent);
         let lower = server - nanos(received);
@@ -110,6 +111,7 @@ impl ServerClock {
         }
         keep_max(&mut r.upper, &mut r.upper_before, upper, sent);
         keep_max(&mut r.lower, &mut r.lower_before, lower, sent);
+        bounds(r, received)
     }
 
     /// The bounds of the offset for `boot` from the readings of the last [`WINDOW`], if any.
@@ -118,23 +120,27 @@ impl ServerClock {
         if r.boot != Some(boot) {
             return None;
         }
-        let now = Instant::now();
-        let best = |a: Option<(i128, Instant)>, b: Option<(i128, Instant)>| {
-            [a, b]
-                .into_iter()
-                .flatten()
-                .filter(|&(_, since)| now.saturating_duration_since(since) < WINDOW)
-                .map(|(v, _)| v)
-                .max()
-        };
-        let high = best(r.upper, r.upper_before)?;
-        let low = best(r.lower, r.lower_before)?;
-        let drift = DRIFT.as_nanos() as i128;
-        Some(Offset {
-            low: low - drift,
-            high: high + FRESH_LAG.as_nanos() as i128 + drift,
-        })
+        bounds(&r, Instant::now())
     }
+}
+
+/// The bounds from the readings that are still in the window at `now`.
+fn bounds(r: &Readings, now: Instant) -> Option<Offset> {
+    let best = |a: Option<(i128, Instant)>, b: Option<(i128, Instant)>| {
+        [a, b]
+            .into_iter()
+            .flatten()
+            .filter(|&(_, since)| now.saturating_duration_since(since) < WINDOW)
+            .map(|(v, _)| v)
+            .max()
+    };
+    let high = best(r.upper, r.upper_before)?;
+    let low = best(r.lower, r.lower_before)?;
+    let drift = DRIFT.as_nanos() as i128;
+    Some(Offset {
+        low: low - drift,
+        high: high + FRESH_LAG.as_nanos() as i128 + drift,
+    })
 }
 
 impl Offset {

@@ -46,46 +46,48 @@ pub(super) async fn expiry_on(
     server: &Endpoint,
     secs: u32,
 ) -> Result<(Expiry, Instant)> {
-    if server.protocol() == "meta" && offset_of(server, server.health().identity()).is_none() {
+    let mut offset = offset_of(server, server.health().identity());
+    if offset.is_none() && server.protocol() == "meta" {
         read_clock(ctx, server).await?;
+        offset = offset_of(server, server.health().identity());
     }
     let sent = Instant::now();
-    let expiry = offset_of(server, server.health().identity())
+    let expiry = offset
         .and_then(|offset| offset.expiry(sent, secs))
         .map_or(Expiry::Relative(secs), Expiry::Absolute);
     Ok((expiry, sent))
 }
 
 /// Records a clock reading that came back with a request to `boot` sent at `sent` (now is
-/// when its reply arrived).
+/// when its reply arrived); the bounds with it counted, for [`trusted_until`].
 pub(super) fn observe_clock(
     server: &Endpoint,
     boot: ServerIdentity,
     sent: Instant,
     reading: Option<i64>,
-) {
-    if let Some(secs) = reading {
-        server
-            .health()
-            .clock()
-            .observe(boot, sent, Instant::now(), secs);
-    }
+) -> Option<Offset> {
+    let secs = reading?;
+    server
+        .health()
+        .clock()
+        .observe(boot, sent, Instant::now(), secs)
 }
 
 /// Until when an item written to `boot` with `expiry` by a request sent at `sent` (asked as
-/// `ttl`, `secs` on the wire) is trusted, and when it is certainly gone.
+/// `ttl`, `secs` on the wire) is trusted, and when it is certainly gone; `fresh` is what
+/// [`observe_clock`] returned for the reading that came back with it, if any.
 pub(super) fn trusted_until(
     server: &Endpoint,
     boot: ServerIdentity,
-    expiry: Expiry,
-    sent: Instant,
+    (expiry, sent): (Expiry, Instant),
     (ttl, secs): (Duration, u32),
+    fresh: Option<Offset>,
 ) -> (Instant, Instant) {
     let by_ttl = (sent + validity(ttl, secs), gone_by(secs));
     let Expiry::Absolute(at) = expiry else {
         return by_ttl;
     };
-    match offset_of(server, Some(boot)) {
+    match fresh.or_else(|| offset_of(server, Some(boot))) {
         Some(offset) => (
             by_ttl.0.min(offset.alive_until(at)),
             by_ttl.1.max(offset.gone_by(at)),

@@ -68,9 +68,9 @@ impl MemcachedLock {
                     let trusted = expiry::trusted_until(
                         &held.server,
                         executed.identity,
-                        expiry,
-                        started,
+                        (expiry, started),
                         (ttl, secs),
+                        None,
                     );
                     let renewed = held.renewed(new_cas, ttl, started, trusted);
                     let lease = renewed.to_lease(key);

@@ -219,9 +219,9 @@ fn record(
         tally.said[i] = "an unexpected reply".to_string();
         return;
     };
-    if let Some((_, sent)) = placed {
-        expiry::observe_clock(&servers[i], executed.identity, sent, pair.server_clock());
-    }
+    let fresh = placed.and_then(|(_, sent)| {
+        expiry::observe_clock(&servers[i], executed.identity, sent, pair.server_clock())
+    });
     let AcquireReplies {
         stored, counter, ..
     } = *pair;
@@ -231,9 +231,9 @@ fn record(
                 tally.said[i] = "CAS 0 (started with -C): not usable for locks".to_string();
                 return;
             };
-            if let Some((expiry, sent)) = placed {
+            if let Some(placed) = placed {
                 let (until, _) =
-                    expiry::trusted_until(&servers[i], executed.identity, expiry, sent, ttl);
+                    expiry::trusted_until(&servers[i], executed.identity, placed, ttl, fresh);
                 tally.trusted_until = Some(tally.trusted_until.map_or(until, |t| t.min(until)));
             }
             if let Some(slot) = replicas

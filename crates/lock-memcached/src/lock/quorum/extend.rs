@@ -139,9 +139,9 @@ async fn renew_on(
                         let (trusted_until, _) = expiry::trusted_until(
                             server,
                             executed.identity,
-                            expiry,
-                            sent,
+                            (expiry, sent),
                             (ttl, secs),
+                            None,
                         );
                         Renewed::Yes(
                             Replica {
