@@ -51,10 +51,16 @@ impl Source {
                  PIP_LOCK_SERVERS and PIP_LOCK_URI)",
             ));
         }
+        let secure_flags = connection.username.is_some()
+            || connection.tls
+            || connection.tls_ca.is_some()
+            || connection.tls_cert.is_some()
+            || connection.tls_key.is_some();
         if let Some(path) = &connection.config {
-            if !connection.options.is_empty() {
+            if !connection.options.is_empty() || secure_flags {
                 return Err(Failure::usage(
-                    "--option applies to --servers / --uri; with --config, put options in the file",
+                    "--option, --username and --tls* apply to --servers / --uri; with --config, \
+                     put options and credentials in the file",
                 ));
             }
             return read_file(path);
@@ -93,6 +99,31 @@ impl Source {
                 format!("options.{key}")
             };
             params.set(key, value.trim());
+        }
+        if let Some(user) = &connection.username {
+            params.set("credential.username", user.as_str());
+            if let Ok(password) = std::env::var("PIP_LOCK_PASSWORD") {
+                params.set("credential.password", password);
+            }
+        }
+        let files = [
+            ("credential.ssl_ca_file", &connection.tls_ca),
+            ("credential.ssl_crt_file", &connection.tls_cert),
+            ("credential.ssl_key_file", &connection.tls_key),
+        ];
+        if connection.tls || files.iter().any(|(_, f)| f.is_some()) {
+            // The uri's scheme says TLS (a plain `memcached://` would contradict it).
+            if let Some(uri) = params.get("connection.uri").map(str::to_string) {
+                let rest = uri.strip_prefix("memcached://").unwrap_or(&uri);
+                if !rest.contains("://") {
+                    params.set("connection.uri", format!("memcacheds://{rest}"));
+                }
+            }
+            for (key, file) in files {
+                if let Some(file) = file {
+                    params.set(key, file.display().to_string());
+                }
+            }
         }
         Ok(Source::Params(params))
     }
@@ -281,6 +312,11 @@ mod tests {
             servers: servers.map(str::to_string),
             uri: uri.map(str::to_string),
             options: options.iter().map(|s| s.to_string()).collect(),
+            username: None,
+            tls: false,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -300,6 +336,26 @@ mod tests {
         assert!(Source::from_cli(&connection(Some("a:1"), Some("memcached://b"), &[])).is_err());
         assert!(Source::from_cli(&connection(Some(","), None, &[])).is_err());
         assert!(Source::from_cli(&connection(Some("a:1"), None, &["nonsense"])).is_err());
+    }
+
+    #[test]
+    fn credential_and_tls_flags_become_credential_keys_and_a_tls_uri() {
+        let mut flags = connection(Some("a:1,b:2"), None, &[]);
+        flags.username = Some("operator".into());
+        flags.tls_ca = Some("/etc/ca.pem".into());
+        let Ok(Source::Params(params)) = Source::from_cli(&flags) else {
+            panic!("params expected")
+        };
+        assert_eq!(params.get("connection.uri"), Some("memcacheds://a:1,b:2"));
+        assert_eq!(params.get("credential.username"), Some("operator"));
+        assert_eq!(params.get("credential.ssl_ca_file"), Some("/etc/ca.pem"));
+        let mut plain = connection(None, Some("memcached://c:3"), &[]);
+        plain.tls = true;
+        let Ok(Source::Params(params)) = Source::from_cli(&plain) else {
+            panic!("params expected")
+        };
+        assert_eq!(params.get("connection.uri"), Some("memcacheds://c:3"));
+        assert_eq!(params.get("credential.ssl_ca_file"), None);
     }
 
     #[tokio::test]

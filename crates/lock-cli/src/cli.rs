@@ -77,6 +77,29 @@ pub(crate) struct Connection {
     /// options belong in the file.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub(crate) options: Vec<String>,
+
+    /// The user name for memcached's authentication (`-Y`), with --servers / --uri. The
+    /// password is read from the PIP_LOCK_PASSWORD environment variable only (a password on
+    /// the command line is visible to every user of the machine).
+    #[arg(long, global = true, env = "PIP_LOCK_USERNAME", value_name = "USER")]
+    pub(crate) username: Option<String>,
+
+    /// TLS to every server (`connection.protocol=tls`), with --servers / --uri; the server's
+    /// certificate is verified against --tls-ca, or the system's trust store.
+    #[arg(long, global = true, env = "PIP_LOCK_TLS")]
+    pub(crate) tls: bool,
+
+    /// PEM file of the CA certificates that sign the servers' certificates (implies --tls).
+    #[arg(long, global = true, env = "PIP_LOCK_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate and key for mutual TLS (implies --tls; give both).
+    #[arg(long, global = true, env = "PIP_LOCK_TLS_CERT", value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert.
+    #[arg(long, global = true, env = "PIP_LOCK_TLS_KEY", value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 impl Connection {

@@ -22,6 +22,9 @@ pub(crate) const FAILURE: u8 = 70;
 /// The lock was lost while the command ran; the command's process group was stopped
 /// (`EX_TEMPFAIL`: running again later may succeed).
 pub(crate) const LOCK_LOST: u8 = 75;
+/// memcached refused the credentials, or wants credentials that were not given
+/// (`EX_NOPERM`).
+pub(crate) const AUTH: u8 = 77;
 /// The configuration is wrong: an unreadable or invalid file, no lock component in it, a
 /// bad option (`EX_CONFIG`).
 pub(crate) const CONFIG: u8 = 78;
@@ -68,6 +71,7 @@ pub(crate) fn for_error(error: &Error) -> u8 {
         ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::OutcomeUnknown => UNREACHABLE,
         ErrorKind::Config | ErrorKind::Reference | ErrorKind::Creation => CONFIG,
         ErrorKind::BadRequest => USAGE,
+        ErrorKind::Unauthorized => AUTH,
         _ => FAILURE,
     }
 }

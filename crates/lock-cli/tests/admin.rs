@@ -284,3 +284,41 @@ fn a_container_configuration_finds_the_lock_by_its_descriptor() {
     }
     let _ = Duration::ZERO;
 }
+
+/// A server that requires authentication (`-Y`): `--username` with the password from
+/// `PIP_LOCK_PASSWORD` works; a wrong password exits 77 naming the server, never printing
+/// the password; no credentials exits 77 too.
+#[test]
+fn credentials_come_from_the_username_flag_and_the_password_variable() {
+    let server = MemcachedServer::builder()
+        .auth("operator", "op-secret")
+        .start()
+        .expect("memcached with -Y");
+    let key = unique_key("auth");
+    let ok = finish(
+        pip_lock(&server.address())
+            .args(["--username", "operator", "inspect", &key, "--json"])
+            .env("PIP_LOCK_PASSWORD", "op-secret"),
+    );
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    let wrong = finish(
+        pip_lock(&server.address())
+            .args(["--username", "operator", "inspect", &key])
+            .env("PIP_LOCK_PASSWORD", "not-it"),
+    );
+    assert_eq!(wrong.code, Some(77), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains(&server.address()), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("not-it"), "{}", wrong.stderr);
+    let none = finish(pip_lock(&server.address()).args(["inspect", &key]));
+    assert_eq!(none.code, Some(77), "{}", none.stderr);
+    // With --config, credentials belong in the file.
+    let mixed = finish(bare_pip_lock().args([
+        "--config",
+        "x.json",
+        "--username",
+        "operator",
+        "inspect",
+        &key,
+    ]));
+    assert_eq!(mixed.code, Some(2), "{}", mixed.stderr);
+}
