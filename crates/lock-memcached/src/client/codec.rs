@@ -109,9 +109,12 @@ pub(crate) enum Request {
 }
 
 /// `ms <key> <len> [b] ME T<ttl> c O<opaque>` + data line, then
-/// `ma <counter> N0 J<initial> v O<opaque>`, then a clock read ([`Request::Clock`]). The
+/// `ma <counter> N<expiry> J<initial> v t O<opaque>`. The
 /// counter is advanced after the store, on the same connection, so a later acquisition of the
-/// key always reads a larger value; the clock read checks the clock the expiry was placed by.
+/// key always reads a larger value. Counters are created with the clock item's absolute expiry
+/// (2038: as good as never), so the counter's remaining ttl (`t`) is also a reading of the
+/// server's clock taken right after the store, which checks the clock the expiry was placed
+/// by (see `client::clock`); a counter created without expiry (`t-1`) gives no reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AcquireRequest {
     pub(crate) key: WireKey,
@@ -168,8 +171,7 @@ impl Request {
             Request::Acquire(a) => {
                 encode_set(buf, &a.key, &a.data, SetMode::Add, a.ttl_secs, opaque);
                 // N0: created never expiring; J: its first value.
-                encode_ma(buf, &a.counter, b" N0 J", a.initial, opaque);
-                encode_clock(buf, opaque);
+                encode_fence(buf, &a.counter, a.initial, opaque);
             }
             Request::Raise { counter, by } => encode_ma(buf, counter, b" D", *by, opaque),
             Request::Delete { key, cas } => {
@@ -194,6 +196,20 @@ impl Request {
             Request::Stats => buf.extend_from_slice(b"stats\r\n"),
         }
     }
+}
+
+/// `ma <counter> [b] N<expiry> J<initial> v t O<opaque>`: advances the fencing counter (created
+/// at `initial` with the clock item's expiry on a miss) and returns its value and remaining ttl.
+fn encode_fence(buf: &mut Vec<u8>, counter: &WireKey, initial: u64, opaque: u32) {
+    key_token(buf, b"ma", counter);
+    base64_flag(buf, counter);
+    buf.extend_from_slice(b" N");
+    push_decimal(buf, u64::from(CLOCK_EXPIRY));
+    buf.extend_from_slice(b" J");
+    push_decimal(buf, initial);
+    buf.extend_from_slice(b" v t O");
+    push_decimal(buf, u64::from(opaque));
+    buf.extend_from_slice(b"\r\n");
 }
 
 /// `ma pip-locks:clock N<expiry> D0 t O<opaque>`: created on a miss with the fixed absolute
@@ -282,7 +298,7 @@ pub(crate) enum ReplyShape {
     /// After `ms`: `HD`, `NS`, `EX`, `NF`.
     Set { opaque: u32 },
     /// After an acquire with its counter: the `ms` reply, then the `ma` reply (`VA` with the
-    /// counter's value, or `NF` / `NS` / `EX`), then the clock read's (`HD t<secs>`).
+    /// counter's value and remaining ttl, or `NF` / `NS` / `EX`).
     Acquire { opaque: u32 },
     /// After `ma`: `VA` with the value, `NF`, `NS`, `EX`, `HD`.
     Count { opaque: u32 },
@@ -376,14 +392,15 @@ pub(crate) struct AcquireReplies {
     pub(crate) stored: Reply,
     /// The counter's reply (`Count`, or an error line, or `En` when it was not advanced).
     pub(crate) counter: Reply,
-    /// The clock read's reply (`Hd` with the remaining ttl, or `En` where there is none).
-    pub(crate) clock: Reply,
+    /// The server's clock (unix seconds) read from the counter's remaining ttl, if the counter
+    /// has the clock item's expiry.
+    pub(crate) clock: Option<i64>,
 }
 
 impl AcquireReplies {
-    /// The server's clock (unix seconds) as the clock read found it, if it has a reading.
+    /// The server's clock (unix seconds) right after the store, if the reply carried it.
     pub(crate) fn server_clock(&self) -> Option<i64> {
-        clock_reading(&self.clock)
+        self.clock
     }
 }
 
@@ -402,11 +419,7 @@ impl Reply {
     pub(crate) fn poisons_stream(&self) -> bool {
         match self {
             Reply::Error | Reply::ClientError(_) => true,
-            Reply::Acquired(pair) => {
-                pair.stored.poisons_stream()
-                    || pair.counter.poisons_stream()
-                    || pair.clock.poisons_stream()
-            }
+            Reply::Acquired(pair) => pair.stored.poisons_stream() || pair.counter.poisons_stream(),
             _ => false,
         }
     }
@@ -466,22 +479,34 @@ pub(crate) fn parse_with_limit(
         else {
             return Ok(None);
         };
-        let Some((clock, last)) =
-            parse_general(&buf[used + more..], ReplyShape::Count { opaque }, max_value)?
-        else {
-            return Ok(None);
+        let clock = match counter {
+            Reply::Count(_) => counter_clock(&buf[used..used + more])?,
+            _ => None,
         };
         let reply = Reply::Acquired(Box::new(AcquireReplies {
             stored,
             counter,
             clock,
         }));
-        return Ok(Some((reply, used + more + last)));
+        return Ok(Some((reply, used + more)));
     }
     if let Some(parsed) = parse_status_fast(buf, expect) {
         return Ok(Some(parsed));
     }
     parse_general(buf, expect, max_value)
+}
+
+/// The server's clock in the header line (`VA <len> t<secs> ...`) of a counter's reply, when
+/// the counter has the clock item's expiry.
+fn counter_clock(reply: &[u8]) -> Result<Option<i64>, ProtocolError> {
+    let Some((line, _)) = next_line(reply)? else {
+        return Ok(None);
+    };
+    let flags = parse_flags(line.split(' ').skip(2))?;
+    Ok(flags
+        .ttl
+        .filter(|t| *t >= 0)
+        .map(|t| i64::from(CLOCK_EXPIRY) - t))
 }
 
 /// The hot path: a complete, well-formed `HD`/`NS`/`EX`/`NF`/`EN` line answering an
@@ -792,7 +817,7 @@ mod tests {
     #[test]
     fn an_acquire_its_counter_and_the_clock_are_read_as_one_reply_or_not_at_all() {
         let shape = ReplyShape::Acquire { opaque: 4 };
-        let both = b"HD c9 O4\r\nVA 2 O4\r\n17\r\nHD t349856288 O4\r\nMN\r\n";
+        let both = b"HD c9 O4\r\nVA 2 t349856288 O4\r\n17\r\nMN\r\n";
         let (reply, used) = parse(both, shape).unwrap().unwrap();
         assert_eq!(used, both.len() - 4, "the next reply is left alone");
         let Reply::Acquired(pair) = reply else {
@@ -813,31 +838,31 @@ mod tests {
         }
         // A refused acquire still advances the counter; an error of the counter alone comes
         // back as part of the reply (the lock decides), an error of the store too.
-        let refused = b"NS c0 O4\r\nVA 2 O4\r\n18\r\nHD t-1 O4\r\n";
+        let refused = b"NS c0 O4\r\nVA 2 t-1 O4\r\n18\r\n";
         assert!(matches!(
             parse(refused, shape).unwrap().unwrap().0,
             Reply::Acquired(pair) if matches!(pair.stored, Reply::Ns(_))
         ));
-        // An item without expiry under the clock's name gives no reading.
+        // A counter without expiry (created by an older version) gives no reading.
         assert!(matches!(
             parse(refused, shape).unwrap().unwrap().0,
             Reply::Acquired(pair) if pair.server_clock().is_none()
         ));
-        let counter_failed = b"HD c9 O4\r\nSERVER_ERROR out of memory\r\nHD t5 O4\r\n";
+        let counter_failed = b"HD c9 O4\r\nSERVER_ERROR out of memory\r\n";
         assert!(matches!(
             parse(counter_failed, shape).unwrap().unwrap().0,
             Reply::Acquired(pair) if matches!(pair.counter, Reply::ServerError(_))
         ));
-        let clock_failed = b"HD c9 O4\r\nVA 2 O4\r\n17\r\nSERVER_ERROR out of memory\r\n";
         assert!(matches!(
-            parse(clock_failed, shape).unwrap().unwrap().0,
+            parse(counter_failed, shape).unwrap().unwrap().0,
             Reply::Acquired(pair) if pair.server_clock().is_none()
         ));
         // A counter that is not a number is out of protocol.
-        assert!(parse(b"HD c9 O4\r\nVA 1 O4\r\nx\r\nHD t5 O4\r\n", shape).is_err());
-        // Out of step: the counter's and the clock's opaques must match too.
-        assert!(parse(b"HD c9 O4\r\nVA 2 O5\r\n17\r\nHD t5 O4\r\n", shape).is_err());
-        assert!(parse(b"HD c9 O4\r\nVA 2 O4\r\n17\r\nHD t5 O5\r\n", shape).is_err());
+        assert!(parse(b"HD c9 O4\r\nVA 1 t5 O4\r\nx\r\n", shape).is_err());
+        // A ttl that is not a number is out of protocol too.
+        assert!(parse(b"HD c9 O4\r\nVA 2 tx O4\r\n17\r\n", shape).is_err());
+        // Out of step: the counter's opaque must match too.
+        assert!(parse(b"HD c9 O4\r\nVA 2 t5 O5\r\n17\r\n", shape).is_err());
         assert!(parse(b"HD c9 O4\r\nEN\r\n", shape).is_err());
     }
 
@@ -884,7 +909,7 @@ mod tests {
         });
         assert_eq!(
             enc(&acquire, 12),
-            b"ms lk 3 ME T5 c O12\r\ntok\r\nma pip-locks:fence:0a1 N0 J1700000000000000000 v O12\r\nma pip-locks:clock N2145916800 D0 t O12\r\n"
+            b"ms lk 3 ME T5 c O12\r\ntok\r\nma pip-locks:fence:0a1 N2145916800 J1700000000000000000 v t O12\r\n"
         );
         assert_eq!(
             enc(&Request::Clock, 3),

@@ -271,7 +271,7 @@ mod tests {
         Reply::Acquired(Box::new(AcquireReplies {
             stored,
             counter: Reply::En,
-            clock: Reply::En,
+            clock: None,
         }))
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Counters are shared by keys through a fixed number of buckets per server (memory stays
 //! bounded however many keys are locked; a shared counter still grows with each acquisition
-//! of every key on it) and never expire. A counter the server lost (restart, `flush_all`,
+//! of every key on it) and are created with the clock item's absolute expiry, in 2038 (as
+//! good as never; their remaining ttl, returned with every advance, is a clock reading). A counter the server lost (restart, `flush_all`,
 //! eviction) is created again at the creating client's wall clock in nanoseconds plus a
 //! margin, or just above the highest token this process has seen, whichever is larger:
 //! docs/safety.md states when that keeps the tokens growing.

@@ -232,7 +232,7 @@ pub(crate) async fn run(conn: &mut ClassicConn, req: &Request) -> Result<Reply, 
             Ok(Reply::Acquired(Box::new(AcquireReplies {
                 stored,
                 counter,
-                clock: Reply::En,
+                clock: None,
             })))
         }
         Request::Set {
