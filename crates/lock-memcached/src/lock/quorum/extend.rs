@@ -71,9 +71,16 @@ impl MemcachedLock {
         }
         *held.replicas() = after;
         if confirmed < majority(servers.len()) || Instant::now() >= valid_until {
-            // Lost: what is left of it would only keep others waiting.
+            // Lost. What is left of it would only keep others waiting, but it is released
+            // only once the lease's last validity has passed: deleting the replicas now would
+            // let another owner in while this holder still believes the lease valid (it learns
+            // of the loss only when this call returns, a guard a moment later).
             self.quorum_leases.forget(key, &held.value);
-            release_replicas(ctx, servers, &held).await;
+            let (servers, held) = (servers.to_vec(), held.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(held.valid_until).await;
+                release_replicas(&Context::new(), &servers, &held).await;
+            });
             return Ok(None);
         }
         let renewed = QuorumHeld {
