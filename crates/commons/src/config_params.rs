@@ -422,8 +422,7 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
 
 /// A query key, escaped or not (`pass%77ord`), that names a secret.
 fn is_secret_query_key(key: &str) -> bool {
-    is_secret_key(key.trim())
-        || crate::connection_resolver::percent_decode(key).is_some_and(|k| is_secret_key(k.trim()))
+    is_secret_key(key.trim()) || percent_decode(key).is_some_and(|k| is_secret_key(k.trim()))
 }
 
 fn is_uri_key(key: &str) -> bool {
@@ -526,4 +525,24 @@ fn flatten_json(prefix: &str, value: &serde_json::Value, out: &mut ConfigParams)
         serde_json::Value::Null => out.set(prefix, ""),
         other => out.set(prefix, other.to_string()),
     }
+}
+
+/// Decodes `%XX` escapes; `None` on a broken escape or invalid UTF-8.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }

@@ -1,6 +1,6 @@
 //! `ConnectionResolver`: turns a component's configuration into the list of servers to talk to.
 
-use crate::config_params::{join_path as join, read_sections, redact_uri};
+use crate::config_params::{join_path as join, percent_decode, read_sections, redact_uri};
 use crate::{
     ConfigParams, ConnectionParams, Context, Descriptor, Discovery, Error, ErrorKind, References,
     Result, codes,
@@ -434,24 +434,4 @@ fn parse_host_port(entry: &str) -> std::result::Result<(String, Option<u16>), &'
         },
     };
     Ok((host.to_string(), port))
-}
-
-/// Decodes `%XX` escapes; `None` on a broken escape or invalid UTF-8.
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }

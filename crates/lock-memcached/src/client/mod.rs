@@ -1,7 +1,7 @@
 //! The workspace's own memcached client, in layers; every import points down this list.
 //!
 //! - [`codec`]: requests to bytes and bytes to replies, tested without a server;
-//! - [`errors`], [`identity`], [`options`], [`tls`], [`stream`], [`tcp`]: what both
+//! - [`errors`], [`identity`], [`options`], [`peer`], [`tls`], [`stream`], [`tcp`]: what both
 //!   transports share (the errors, which boot of a server a connection talks to, the
 //!   settings, TLS, the byte stream plain or TLS, opening one);
 //! - [`auth`]: memcached's ASCII authentication on a new connection, before anything else;
@@ -29,6 +29,7 @@ mod identity;
 mod late;
 mod meta;
 mod options;
+mod peer;
 mod selector;
 mod server;
 mod stream;

@@ -1,8 +1,6 @@
 //! Opening a connection to a server (TCP, then TLS when configured), the same way for both
 //! transports.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -12,34 +10,7 @@ use super::errors::connection_error;
 use super::stream::Stream;
 use super::tls::TlsSettings;
 
-/// A server as configured (`host:port`: what messages name, and what key placement hashes)
-/// and the one socket address every connection to it uses, resolved once when the cluster
-/// opens: a name is never looked up again per connection, so no two connections of one
-/// server can reach different machines.
-#[derive(Debug, Clone)]
-pub(crate) struct Peer {
-    name: Arc<str>,
-    addr: SocketAddr,
-}
-
-impl Peer {
-    pub(crate) fn new(name: impl Into<Arc<str>>, addr: SocketAddr) -> Peer {
-        Peer {
-            name: name.into(),
-            addr,
-        }
-    }
-
-    /// `host:port` as configured.
-    pub(crate) fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    /// Where every connection goes.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
+pub(crate) use super::peer::Peer;
 
 /// Connects to `peer`, sets TCP_NODELAY (a lock request is small and latency-bound) and
 /// negotiates TLS when `tls` is given; `connect_timeout` bounds the whole.
@@ -61,15 +32,16 @@ pub(crate) async fn connect(
 }
 
 async fn connect_tcp(peer: &Peer, connect_timeout: Duration) -> Result<TcpStream, commons::Error> {
-    let address = &*peer.name;
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(peer.addr)).await {
+    let address = &**peer.name();
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(peer.addr())).await
+    {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             return Err(connection_error(
                 address,
                 format!(
                     "cannot connect to memcached at {address} ({}): {e}",
-                    peer.addr
+                    peer.addr()
                 ),
             )
             .with_source(e));

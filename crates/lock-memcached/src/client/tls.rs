@@ -21,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{self, AlertDescription, CertificateError, ClientConfig, RootCertStore};
 
 use super::errors::connection_error;
-use super::tcp::Peer;
+use super::peer::Peer;
 use crate::codes::TLS_FAILED;
 
 /// What the lock's configuration says about TLS (`connection.protocol=tls` turns it on).
