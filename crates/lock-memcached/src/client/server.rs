@@ -22,6 +22,7 @@ use super::identity::{Probe, ServerIdentity, restarted};
 use super::late::LateSender;
 use super::options::ClientOptions;
 use super::tcp::Peer;
+use super::telemetry::RequestMetrics;
 use super::transport::{ConnectionPool, ExchangeError, Transport};
 use crate::codes::SERVER_RESTARTED;
 
@@ -77,6 +78,7 @@ pub(crate) struct Server<T: Transport> {
     options: ClientOptions,
     transport: Arc<T>,
     health: ServerHealth,
+    requests: RequestMetrics,
     reaper: Option<JoinHandle<()>>,
 }
 
@@ -109,6 +111,7 @@ impl<T: Transport> Server<T> {
         let reaper = spawn_idle_reaper(&transport, options.idle);
         Server {
             health: ServerHealth::new(address.clone(), options.failures, options.retry),
+            requests: RequestMetrics::new(address.clone()),
             address,
             connects_to,
             options,
@@ -204,7 +207,8 @@ impl<T: Transport> Server<T> {
         {
             return Err(unsafe_key().with_context(ctx));
         }
-        let deadline = Instant::now() + self.options.timeout;
+        let started = Instant::now();
+        let deadline = started + self.options.timeout;
         // Shared with the transport: a retry does not copy the key and data again.
         let req = Arc::new(req);
         let mut attempt = 0u32;
@@ -212,6 +216,7 @@ impl<T: Transport> Server<T> {
             let err = match self.attempt(&req, call, deadline).await {
                 Ok(executed) => {
                     self.health.record_success();
+                    self.finished(&req, started, attempt, None);
                     return Ok(executed);
                 }
                 Err(err) => err,
@@ -229,6 +234,7 @@ impl<T: Transport> Server<T> {
                 _ => err.kind() == ErrorKind::Connection,
             };
             if !repeatable || attempt >= self.options.retries || Instant::now() >= deadline {
+                self.finished(&req, started, attempt, Some(&err));
                 return Err(err.with_context(ctx));
             }
             attempt += 1;
@@ -283,6 +289,22 @@ impl<T: Transport> Server<T> {
                 Err(self.timeout_error("waiting to send"))
             }
         }
+    }
+
+    /// Records a request that ended (after `retries` retries): its latency histogram and a
+    /// `debug` event.
+    fn finished(&self, req: &Request, started: Instant, retries: u32, err: Option<&Error>) {
+        let took = started.elapsed();
+        let command = T::command_name(req);
+        self.requests.record(req, command, err.is_none(), took);
+        tracing::debug!(
+            server.address = %self.address,
+            db.operation.name = command,
+            elapsed_us = took.as_micros() as u64,
+            retries,
+            error.type = err.map(Error::code),
+            "memcached request"
+        );
     }
 
     fn observe(&self, probe: Option<Probe>) {

@@ -215,6 +215,9 @@ fn record(
         }
     };
     let quarantined = in_quarantine(&servers[i], executed.identity, config);
+    if quarantined {
+        servers[i].health().note_quarantine(executed.identity);
+    }
     let Reply::Acquired(pair) = executed.reply else {
         tally.said[i] = "an unexpected reply".to_string();
         return;
