@@ -29,13 +29,14 @@ mod status;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+// Operations are timed by the system clock: tokio's `Instant::now` is dearer under its test
+// clock, which the benchmarks are built with.
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use commons::{ConfigParams, Configurable, Context, Error, Openable, References, Result, codes};
 use lock_core::{Lease, LocalWaiters, Lock, LockInfo, RetryPolicy, acquire_with_retry};
-use tokio::time::Instant;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::client::{Cluster, WireKey};
 use crate::config::MemcachedLockConfig;
@@ -46,6 +47,20 @@ use crate::telemetry::{
 use lease::{LeaseTable, ttl_secs};
 use quorum::QuorumHeld;
 pub use status::ServerStatus;
+
+/// Awaits the future `$fut` inside `$span`, wrapped with `tracing::Instrument` only when the
+/// span is enabled: wrapping moves the operation's future (large: it holds every layer down to
+/// the socket) twice more, copies the path without a subscriber does not pay (measured with
+/// callgrind, about 600 instructions per acquire/release pair).
+macro_rules! traced {
+    ($span:expr, $fut:expr) => {
+        if $span.is_disabled() {
+            $fut.await
+        } else {
+            tracing::Instrument::instrument($fut, $span.clone()).await
+        }
+    };
+}
 
 /// The opened state: the cluster and what the hot path needs, behind one `Arc`.
 #[derive(Debug)]
@@ -275,10 +290,7 @@ impl MemcachedLock {
             key,
             None,
         );
-        let result = self
-            .release_once(ctx, key, token)
-            .instrument(span.clone())
-            .await;
+        let result = traced!(span, self.release_once(ctx, key, token));
         let done = match &result {
             Ok(true) => Done::Yes,
             Ok(false) => Done::No,
@@ -321,10 +333,7 @@ impl Lock for MemcachedLock {
             key,
             Some(ttl),
         );
-        let result = self
-            .attempt_lease(ctx, key, ttl)
-            .instrument(span.clone())
-            .await;
+        let result = traced!(span, self.attempt_lease(ctx, key, ttl));
         self.acquire_ended(&span, started, &result, Option::is_some);
         result
     }
@@ -342,10 +351,18 @@ impl Lock for MemcachedLock {
             key,
             Some(ttl),
         );
-        let result = self
-            .attempt_bool(ctx, key, ttl)
-            .instrument(span.clone())
-            .await;
+        let result = if !span.is_disabled() {
+            tracing::Instrument::instrument(self.attempt_bool(ctx, key, ttl), span.clone()).await
+        } else if self.is_quorum() {
+            // Without a subscriber, the attempt is awaited in place (no extra layer to move).
+            self.quorum_acquire_once(ctx, key, ttl)
+                .await
+                .map(|held| held.is_some())
+        } else {
+            self.acquire_once(ctx, key, ttl)
+                .await
+                .map(|held| held.is_some())
+        };
         self.acquire_ended(&span, started, &result, |got| *got);
         result
     }
@@ -368,7 +385,7 @@ impl Lock for MemcachedLock {
             key,
             Some(ttl),
         );
-        let result = async {
+        let result = traced!(span, async {
             // No separate validation here: each attempt checks the key and ttl, and a bad one
             // is a non-retryable error that ends the retry loop at its first attempt.
             let policy = RetryPolicy::new(self.opened(ctx)?.config.retry_timeout);
@@ -395,9 +412,7 @@ impl Lock for MemcachedLock {
                 }
             })
             .await
-        }
-        .instrument(span.clone())
-        .await;
+        });
         self.acquire_ended(&span, started, &result, |_| true);
         result
     }
@@ -418,16 +433,14 @@ impl Lock for MemcachedLock {
             key,
             Some(ttl),
         );
-        let result = async {
+        let result = traced!(span, async {
             if self.is_quorum() {
                 let (opened, _, secs) = self.prepare_quorum(ctx, key, ttl)?;
                 return self.quorum_extend(ctx, &opened, key, (ttl, secs)).await;
             }
             let (_, _, secs) = self.prepare(ctx, key, ttl)?;
             self.extend_held(ctx, key, (ttl, secs)).await
-        }
-        .instrument(span.clone())
-        .await;
+        });
         let done = match &result {
             Ok(Some(_)) => Done::Yes,
             Ok(None) => Done::No,
@@ -445,14 +458,12 @@ impl Lock for MemcachedLock {
             key,
             None,
         );
-        let result = async {
+        let result = traced!(span, async {
             if self.is_quorum() {
                 return self.quorum_inspect(ctx, key).await;
             }
             self.inspect_once(ctx, key).await
-        }
-        .instrument(span.clone())
-        .await;
+        });
         let outcome = match &result {
             Ok(info) if info.held_by_me => "held_by_me",
             Ok(info) if info.held => "held",
