@@ -474,7 +474,7 @@ async fn renew(
         if Instant::now() >= valid_until {
             break LostReason::Expired;
         }
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "lock.renew",
             lock.ttl_ms = ttl.as_millis() as u64,
             lock.outcome = Empty,

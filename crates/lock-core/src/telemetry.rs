@@ -2,7 +2,7 @@
 //! installs the subscriber and the recorder; this crate never does). Every name is listed in
 //! `docs/observability.md`.
 //!
-//! - span `lock.renew`: one per renewal of a [`LockGuard`](crate::LockGuard), with
+//! - span `lock.renew` (at `debug`): one per renewal of a [`LockGuard`](crate::LockGuard), with
 //!   `lock.ttl_ms`, `lock.outcome` (`extended`, `lost`, `error`), `error.type` and
 //!   `trace_id`;
 //! - event at `warn` when a guard's lease is lost, with `lock.lost_reason` and `trace_id`;

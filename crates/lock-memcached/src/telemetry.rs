@@ -82,12 +82,13 @@ fn hashed(key: &str) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The span of one lock operation: `$name` (`lock.try_acquire`, ...), with the fields every
-/// operation span has; those left `Empty` are filled by `MemcachedLock::describe` and at the
+/// The span of one lock operation: `$name` (`lock.try_acquire`, ...), at `debug` (a subscriber
+/// at `info`, the usual default, then pays nothing for it: at `info`, a fmt subscriber halved
+/// `parallel` in the benchmark), with the fields every operation span has; those left `Empty` are filled by `MemcachedLock::describe` and at the
 /// end of the operation. The values are only evaluated when the span is enabled.
 macro_rules! op_span {
     ($name:literal, $op:literal, $mode:expr) => {
-        tracing::info_span!(
+        tracing::debug_span!(
             $name,
             db.system.name = "memcached",
             db.operation.name = $op,
