@@ -51,7 +51,7 @@ pub use status::ServerStatus;
 /// Awaits the future `$fut` inside `$span`, wrapped with `tracing::Instrument` only when the
 /// span is enabled: wrapping moves the operation's future (large: it holds every layer down to
 /// the socket) twice more, copies the path without a subscriber does not pay (measured with
-/// callgrind, about 600 instructions per acquire/release pair).
+/// callgrind, about 600 instructions per operation, 9% of `parallel`).
 macro_rules! traced {
     ($span:expr, $fut:expr) => {
         if $span.is_disabled() {
