@@ -63,11 +63,15 @@ impl Call {
     }
 }
 
-/// A reply together with the identity of the server boot that produced it.
+/// A reply together with the identity of the server boot that produced it and when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Executed {
     pub(crate) reply: Reply,
     pub(crate) identity: ServerIdentity,
+    /// When the reply arrived: the clock is read once per request, for the request-latency
+    /// histogram and for the lock layer's reply-time bookkeeping (clock observations, when an
+    /// item is certainly gone), which would otherwise read it again.
+    pub(crate) arrived: Instant,
 }
 
 /// One memcached server reached through transport `T`.
@@ -216,7 +220,12 @@ impl<T: Transport> Server<T> {
             let err = match self.attempt(&req, call, deadline).await {
                 Ok(executed) => {
                     self.health.record_success();
-                    self.finished(&req, started.into_std(), attempt, None);
+                    self.finished(
+                        &req,
+                        executed.arrived.saturating_duration_since(started),
+                        attempt,
+                        None,
+                    );
                     return Ok(executed);
                 }
                 Err(err) => err,
@@ -234,7 +243,7 @@ impl<T: Transport> Server<T> {
                 _ => err.kind() == ErrorKind::Connection,
             };
             if !repeatable || attempt >= self.options.retries || Instant::now() >= deadline {
-                self.finished(&req, started.into_std(), attempt, Some(&err));
+                self.finished(&req, started.elapsed(), attempt, Some(&err));
                 return Err(err.with_context(ctx));
             }
             attempt += 1;
@@ -277,7 +286,11 @@ impl<T: Transport> Server<T> {
         match exchanged {
             Ok(reply) => match failure_of(&reply) {
                 Some(failure) => Err(reply_error(&self.address, failure, T::command_name(req))),
-                None => Ok(Executed { reply, identity }),
+                None => Ok(Executed {
+                    reply,
+                    identity,
+                    arrived: Instant::now(),
+                }),
             },
             Err(ExchangeError::Failed(e)) => Err(e),
             Err(ExchangeError::TimedOut { sent: true }) => Err(outcome_unknown(
@@ -291,18 +304,10 @@ impl<T: Transport> Server<T> {
         }
     }
 
-    /// Records a request that ended (after `retries` retries): its latency histogram and a
-    /// `debug` event. `started` is the call's start, taken for its deadline: one clock read
-    /// per request is all the timing costs (by the system clock: under tokio's paused test
-    /// clock the figure is meaningless, and saturates at zero).
-    fn finished(
-        &self,
-        req: &Request,
-        started: std::time::Instant,
-        retries: u32,
-        err: Option<&Error>,
-    ) {
-        let took = started.elapsed();
+    /// Records a request that ended (after `retries` retries) after `took`: its latency
+    /// histogram and a `debug` event. A success is timed by its reply's arrival (see
+    /// [`Executed::arrived`]): no clock read of its own.
+    fn finished(&self, req: &Request, took: Duration, retries: u32, err: Option<&Error>) {
         let command = T::command_name(req);
         self.requests.record(req, command, err.is_none(), took);
         tracing::debug!(

@@ -77,7 +77,12 @@ impl MemcachedLock {
         let Reply::Acquired(pair) = executed.reply else {
             return Err(unexpected(ctx, "ms+ma", &executed.reply));
         };
-        expiry::observe_clock(&server, executed.identity, started, pair.server_clock());
+        expiry::observe_clock(
+            &server,
+            executed.identity,
+            (started, executed.arrived),
+            pair.server_clock(),
+        );
         let AcquireReplies {
             stored, counter, ..
         } = *pair;
@@ -87,8 +92,13 @@ impl MemcachedLock {
                     // Stored, but it could not be released safely: left to expire.
                     return Err(cas_disabled(ctx, &server));
                 };
-                let (valid_until, gone_by) =
-                    expiry::trusted_until(&server, executed.identity, expiry, started, (ttl, secs));
+                let (valid_until, gone_by) = expiry::trusted_until(
+                    &server,
+                    executed.identity,
+                    expiry,
+                    (started, executed.arrived),
+                    (ttl, secs),
+                );
                 let held = HeldLease {
                     wire,
                     cas: Some(cas),

@@ -69,7 +69,7 @@ impl MemcachedLock {
                         &held.server,
                         executed.identity,
                         expiry,
-                        started,
+                        (started, executed.arrived),
                         (ttl, secs),
                     );
                     let renewed = held.renewed(new_cas, ttl, started, trusted);

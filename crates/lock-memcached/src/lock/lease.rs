@@ -406,7 +406,12 @@ pub(super) fn ttl_secs(ctx: &Context, ttl: Duration, config: &MemcachedLockConfi
 
 /// See [`HeldLease::gone_by`]; called when the reply has arrived.
 pub(super) fn gone_by(secs: u32) -> Instant {
-    Instant::now() + Duration::from_secs(u64::from(secs)) + GRANULARITY
+    gone_by_from(Instant::now(), secs)
+}
+
+/// [`gone_by`] for a reply that arrived at `arrived`.
+pub(super) fn gone_by_from(arrived: Instant, secs: u32) -> Instant {
+    arrived + Duration::from_secs(u64::from(secs)) + GRANULARITY
 }
 
 /// How long a lease of `secs` whole seconds (asked as `ttl`) is trusted from the moment its

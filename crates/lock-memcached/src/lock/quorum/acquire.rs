@@ -223,7 +223,12 @@ fn record(
         return;
     };
     if let Some((_, sent)) = placed {
-        expiry::observe_clock(&servers[i], executed.identity, sent, pair.server_clock());
+        expiry::observe_clock(
+            &servers[i],
+            executed.identity,
+            (sent, executed.arrived),
+            pair.server_clock(),
+        );
     }
     let AcquireReplies {
         stored, counter, ..
@@ -235,8 +240,13 @@ fn record(
                 return;
             };
             if let Some((expiry, sent)) = placed {
-                let (until, _) =
-                    expiry::trusted_until(&servers[i], executed.identity, expiry, sent, ttl);
+                let (until, _) = expiry::trusted_until(
+                    &servers[i],
+                    executed.identity,
+                    expiry,
+                    (sent, executed.arrived),
+                    ttl,
+                );
                 tally.trusted_until = Some(tally.trusted_until.map_or(until, |t| t.min(until)));
             }
             if let Some(slot) = replicas

@@ -140,7 +140,7 @@ async fn renew_on(
                             server,
                             executed.identity,
                             expiry,
-                            sent,
+                            (sent, executed.arrived),
                             (ttl, secs),
                         );
                         Renewed::Yes(
