@@ -27,6 +27,12 @@
 //! cargo run --example distributed -- --freeze-round 2 # a frozen holder meets fencing
 //! ```
 //!
+//! Telemetry as an application sets it up (docs/observability.md): each process logs through
+//! a `tracing` fmt subscriber on standard error, its level from `RUST_LOG` (default `warn`,
+//! which shows a lost lease, a server marked down or restarted; `RUST_LOG=lock_memcached=debug`
+//! shows every operation and request), and counts the lock's metrics in memory with
+//! metrics-util's debugging recorder; each worker prints a short metrics summary at the end.
+//!
 //! The server comes from `MEMCACHED_SERVICE_HOST` / `MEMCACHED_SERVICE_PORT` (default
 //! `localhost:11211`); the workers inherit them. Each run puts its keys under a fresh
 //! `options.key_prefix`, so runs sharing a server do not meet.
@@ -40,6 +46,7 @@ use std::time::Duration;
 use commons::{ConfigParams, Configurable, Context, Error, ErrorKind, Openable, codes};
 use lock_core::{Lock, LockGuard};
 use lock_memcached::MemcachedLock;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Barrier;
@@ -139,8 +146,71 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
     }
 }
 
+/// Installs what an application chooses (the libraries never do): a fmt subscriber on
+/// standard error, its level from `RUST_LOG` (default `warn`), and an in-memory metrics
+/// recorder, before any lock is created.
+fn install_telemetry() -> Snapshotter {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _ = recorder.install();
+    snapshotter
+}
+
+/// One line per metric family the lock reported: counters by their `result` (or `reason`)
+/// label, histograms by how many samples they took and their median.
+fn metrics_summary(snapshotter: &Snapshotter) -> Vec<String> {
+    let mut counters: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut histograms: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let name = key.name().to_string();
+        let label = key
+            .labels()
+            .find(|l| l.key() == "result" || l.key() == "reason")
+            .map(|l| l.value().to_string())
+            .unwrap_or_default();
+        match value {
+            DebugValue::Counter(n) if n > 0 => {
+                *counters.entry(name).or_default().entry(label).or_default() += n;
+            }
+            DebugValue::Histogram(samples) => histograms
+                .entry(name)
+                .or_default()
+                .extend(samples.iter().map(|v| v.0)),
+            _ => {}
+        }
+    }
+    let mut lines: Vec<String> = counters
+        .into_iter()
+        .map(|(name, by)| {
+            let by: Vec<String> = by.iter().map(|(l, n)| format!("{l}={n}")).collect();
+            format!("{name}: {}", by.join(" "))
+        })
+        .collect();
+    for (name, mut samples) in histograms {
+        if samples.is_empty() {
+            continue;
+        }
+        samples.sort_by(f64::total_cmp);
+        let median = samples[samples.len() / 2];
+        lines.push(format!(
+            "{name}: {} samples, median {:.0} µs",
+            samples.len(),
+            median * 1e6
+        ));
+    }
+    lines
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let metrics = install_telemetry();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = match parse_args(&args) {
         Ok(mode) => mode,
@@ -169,7 +239,13 @@ async fn main() -> ExitCode {
             prefix,
             freeze_round,
         } => match worker(&host, port, id, rounds, &resource, &prefix, freeze_round).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => {
+                println!("metrics summary:");
+                for line in metrics_summary(&metrics) {
+                    println!("  {line}");
+                }
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("worker {id}: {e}");
                 ExitCode::FAILURE

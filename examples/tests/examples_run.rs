@@ -168,6 +168,8 @@ fn run_with(name: &str, args: &[&str], server: Option<(&str, u16)>, env: &[(&str
     command
         .args(args)
         .current_dir(root)
+        // The examples' log level is their default (`warn`), whatever the caller's is.
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     match server {
@@ -423,6 +425,12 @@ fn distributed_runs_each_round_exactly_once_across_processes() {
     out.assert_prints("each round ran exactly once: yes");
     out.assert_prints("stale tokens refused: 0 (0 expected)");
     out.assert_prints("leases lost: 0 (0 expected)");
+    // Each worker's metrics summary, from its in-memory recorder.
+    for worker in 1..=3 {
+        out.assert_prints(&format!("[worker {worker}] metrics summary:"));
+    }
+    out.assert_prints("pip_lock_acquires_total: acquired=");
+    out.assert_prints("pip_lock_request_duration_seconds: ");
 }
 
 #[test]
@@ -446,6 +454,14 @@ fn distributed_freeze_shows_the_lost_signal_and_fencing_refusing_a_stale_holder(
     out.assert_prints("each round ran exactly once: yes");
     out.assert_prints("stale tokens refused: 1 (1 expected: the frozen worker's)");
     out.assert_prints("leases lost: 1 (1 expected: the frozen worker's)");
+    // The frozen worker's fmt subscriber (at `warn` by default) reported the loss, and its
+    // recorder counted it.
+    assert!(
+        out.stderr.contains("lock lease lost"),
+        "--- stderr\n{}",
+        out.stderr
+    );
+    out.assert_prints("pip_lock_leases_lost_total: ");
 }
 
 #[test]

@@ -11,7 +11,10 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
+use tracing::field::Empty;
 
+use crate::telemetry::{LostReason, lease_lost};
 use crate::{Lease, Lock};
 
 /// Shortest pause between two renewal attempts after a renewal error.
@@ -333,7 +336,12 @@ impl LockGuard {
         if !past_deadline(&self.lease) {
             return false;
         }
-        mark_lost(&self.lost_tx);
+        mark_lost(
+            &self.lost_tx,
+            LostReason::Expired,
+            &self.ctx,
+            self.fencing_token(),
+        );
         true
     }
 
@@ -411,9 +419,16 @@ fn past_deadline(lease: &watch::Receiver<Lease>) -> bool {
     Instant::now() >= current.valid_until
 }
 
-/// Sets the lost flag (once: receivers see one change).
-fn mark_lost(lost: &watch::Sender<bool>) {
-    lost.send_if_modified(|lost| !std::mem::replace(lost, true));
+/// Sets the lost flag (once: receivers see one change), and reports the loss the first time.
+fn mark_lost(
+    lost: &watch::Sender<bool>,
+    reason: LostReason,
+    ctx: &Context,
+    fencing_token: Option<u64>,
+) {
+    if lost.send_if_modified(|lost| !std::mem::replace(lost, true)) {
+        lease_lost(reason, ctx.trace_id(), fencing_token);
+    }
 }
 
 /// Waits for the lost flag, or for the current lease's deadline (following renewals);
@@ -454,15 +469,34 @@ async fn renew(
         (current.valid_until, current.acquired_at + interval)
     };
     let retry_pause = (interval / 4).max(MIN_RETRY_PAUSE);
-    loop {
+    let reason = loop {
         sleep_until(next.min(valid_until)).await;
         if Instant::now() >= valid_until {
-            break;
+            break LostReason::Expired;
         }
+        let span = tracing::debug_span!(
+            "lock.renew",
+            lock.ttl_ms = ttl.as_millis() as u64,
+            lock.outcome = Empty,
+            error.type = Empty,
+            trace_id = ctx.trace_id(),
+        );
         let outcome = tokio::select! {
-            outcome = lock.extend_lease(&ctx, &key, ttl) => outcome,
-            _ = sleep_until(valid_until) => break,
+            outcome = lock.extend_lease(&ctx, &key, ttl).instrument(span.clone()) => outcome,
+            _ = sleep_until(valid_until) => {
+                span.record("lock.outcome", "lost");
+                break LostReason::Expired;
+            }
         };
+        if !span.is_disabled() {
+            match &outcome {
+                Ok(Some(_)) => span.record("lock.outcome", "extended"),
+                Ok(None) => span.record("lock.outcome", "lost"),
+                Err(e) => span
+                    .record("lock.outcome", "error")
+                    .record("error.type", e.code()),
+            };
+        }
         match outcome {
             Ok(Some(renewed)) => {
                 let renewed_until = renewed.valid_until;
@@ -477,18 +511,20 @@ async fn renew(
                     true
                 });
                 if !installed {
-                    break;
+                    // Past the deadline, or another acquisition's lease.
+                    break LostReason::Expired;
                 }
                 valid_until = renewed_until;
                 next = Instant::now() + interval;
             }
             // Refused: the lock is no longer ours.
-            Ok(None) => break,
+            Ok(None) => break LostReason::Refused,
             // Maybe transient: try again soon, until the deadline.
             Err(_) => next = Instant::now() + retry_pause,
         }
-    }
-    mark_lost(&lost);
+    };
+    let fencing_token = lease.borrow().fencing_token;
+    mark_lost(&lost, reason, &ctx, fencing_token);
 }
 
 #[cfg(test)]

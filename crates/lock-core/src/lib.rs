@@ -7,6 +7,7 @@ mod guard;
 mod lock;
 mod memory;
 mod retry;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -13,6 +13,47 @@ use tokio::time::Instant;
 
 use crate::{Lease, LocalWaiters, Lock, LockInfo, RetryPolicy, acquire_with_retry};
 
+/// The span of one `MemoryLock` operation: at `debug` (the operations take well under a
+/// microsecond; a span at `info` would cost more than they do), with `lock.backend`,
+/// `lock.key`, `lock.outcome`, `error.type` and `trace_id`. Only evaluated when enabled.
+macro_rules! memory_span {
+    ($name:literal, $ctx:expr, $key:expr) => {
+        tracing::debug_span!(
+            $name,
+            lock.backend = "memory",
+            lock.key = $key,
+            lock.outcome = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            trace_id = $ctx.trace_id(),
+        )
+    };
+}
+
+/// Records how an operation ended on its span (`outcome` names a success).
+fn record_outcome<T>(
+    span: &tracing::Span,
+    result: &Result<T>,
+    outcome: impl FnOnce(&T) -> &'static str,
+) {
+    if span.is_disabled() {
+        return;
+    }
+    match result {
+        Ok(value) => span.record("lock.outcome", outcome(value)),
+        Err(e) => span
+            .record("lock.outcome", "error")
+            .record("error.type", e.code()),
+    };
+}
+
+fn acquired<T>(got: &Option<T>) -> &'static str {
+    if got.is_some() { "acquired" } else { "busy" }
+}
+
+fn released(deleted: &bool) -> &'static str {
+    if *deleted { "released" } else { "not_ours" }
+}
+
 /// The default largest ttl: 30 days, as memcached's relative expiration limit.
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -447,7 +488,11 @@ impl Lock for MemoryLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        Ok(self.take(ctx, key, ttl)?.map(|h| Self::lease(key, ttl, &h)))
+        let span = memory_span!("lock.try_acquire", ctx, key);
+        let result =
+            span.in_scope(|| Ok(self.take(ctx, key, ttl)?.map(|h| Self::lease(key, ttl, &h))));
+        record_outcome(&span, &result, acquired);
+        result
     }
 
     async fn acquire_lease(
@@ -458,35 +503,77 @@ impl Lock for MemoryLock {
         timeout: Duration,
     ) -> Result<Lease> {
         let policy = self.settings.retry();
-        acquire_with_retry(
-            ctx,
-            key,
-            timeout,
-            &policy,
-            Some(&self.table.waiters),
-            || {
-                let attempt = self
-                    .take(ctx, key, ttl)
-                    .map(|h| h.map(|h| Self::lease(key, ttl, &h)));
-                std::future::ready(attempt)
-            },
+        let span = memory_span!("lock.acquire", ctx, key);
+        let result = tracing::Instrument::instrument(
+            acquire_with_retry(
+                ctx,
+                key,
+                timeout,
+                &policy,
+                Some(&self.table.waiters),
+                || {
+                    let attempt = self
+                        .take(ctx, key, ttl)
+                        .map(|h| h.map(|h| Self::lease(key, ttl, &h)));
+                    std::future::ready(attempt)
+                },
+            ),
+            span.clone(),
         )
-        .await
+        .await;
+        record_outcome(&span, &result, |_| "acquired");
+        result
     }
 
     async fn release_owned(&self, ctx: &Context, key: &str) -> Result<bool> {
-        self.release(ctx, key, None)
+        let span = memory_span!("lock.release", ctx, key);
+        let result = span.in_scope(|| self.release(ctx, key, None));
+        record_outcome(&span, &result, released);
+        result
     }
 
     async fn release_lease(&self, ctx: &Context, lease: &Lease) -> Result<bool> {
-        match u128::from_str_radix(&lease.token, 16) {
+        let span = memory_span!("lock.release", ctx, lease.key.as_str());
+        let result = span.in_scope(|| match u128::from_str_radix(&lease.token, 16) {
             Ok(token) => self.release(ctx, &lease.key, Some(token)),
             // Not a token this backend made: nothing of that lease can be held here.
             Err(_) => Ok(false),
-        }
+        });
+        record_outcome(&span, &result, released);
+        result
     }
 
     async fn extend_lease(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
+        let span = memory_span!("lock.extend", ctx, key);
+        let result = span.in_scope(|| self.extend(ctx, key, ttl));
+        record_outcome(&span, &result, |l| {
+            if l.is_some() { "extended" } else { "lost" }
+        });
+        result
+    }
+
+    async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo> {
+        self.inspect(ctx, key)
+    }
+
+    // The bool forms skip building a `Lease` (two string allocations) on the hot path.
+    async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+        let span = memory_span!("lock.try_acquire", ctx, key);
+        let result = span.in_scope(|| Ok(self.take(ctx, key, ttl)?.is_some()));
+        record_outcome(&span, &result, |&got| if got { "acquired" } else { "busy" });
+        result
+    }
+
+    async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
+        let span = memory_span!("lock.release", ctx, key);
+        let result = span.in_scope(|| self.release(ctx, key, None));
+        record_outcome(&span, &result, released);
+        result.map(|_| ())
+    }
+}
+
+impl MemoryLock {
+    fn extend(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
         check_key(ctx, key)?;
         let now = Instant::now();
         let valid_until = check_ttl(ctx, key, ttl, self.settings.max_ttl(), now)?;
@@ -507,7 +594,7 @@ impl Lock for MemoryLock {
         Ok(extended.map(|h| Self::lease(key, ttl, &h)))
     }
 
-    async fn inspect_lock(&self, ctx: &Context, key: &str) -> Result<LockInfo> {
+    fn inspect(&self, ctx: &Context, key: &str) -> Result<LockInfo> {
         check_key(ctx, key)?;
         let now = Instant::now();
         let found = self.table.entries.get(key).map(|h| *h);
@@ -525,15 +612,6 @@ impl Lock for MemoryLock {
             }
             None => LockInfo::free(),
         })
-    }
-
-    // The bool forms skip building a `Lease` (two string allocations) on the hot path.
-    async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
-        Ok(self.take(ctx, key, ttl)?.is_some())
-    }
-
-    async fn release_lock(&self, ctx: &Context, key: &str) -> Result<()> {
-        self.release(ctx, key, None).map(|_| ())
     }
 }
 

@@ -39,7 +39,9 @@
 //! `BENCH_SECS / BENCH_ROUNDS`; default 4, quick 1), `BENCH_WARMUP_SECS` (per scenario and
 //! round, default 0.2; quick: 0.1), `BENCH_TASKS` (parallel tasks, 256),
 //! `BENCH_CONTENDED_TASKS` (16), `BENCH_POOL_SIZE` (the lock's `options.pool_size`, 5),
-//! `BENCH_RAW_MAX_CONNS` / `BENCH_RAW_MAX_DEPTH` (8 / 256).
+//! `BENCH_RAW_MAX_CONNS` / `BENCH_RAW_MAX_DEPTH` (8 / 256), `BENCH_TRACING` (a `tracing`
+//! filter such as `info`: installs a fmt subscriber at that level writing to nowhere, to
+//! measure what the spans cost; unset: no subscriber, as in an application without one).
 
 use std::collections::VecDeque;
 use std::error::Error as StdError;
@@ -1443,7 +1445,24 @@ async fn run(s: Settings) -> Res<()> {
     Ok(())
 }
 
+/// `BENCH_TRACING=<filter>`: a fmt subscriber at that level whose output is discarded, so the
+/// cost measured is the spans' and events' own, not the terminal's.
+fn install_tracing() {
+    let Some(filter) = std::env::var("BENCH_TRACING")
+        .ok()
+        .filter(|f| !f.is_empty())
+    else {
+        return;
+    };
+    eprintln!("lock_bench: a fmt subscriber at '{filter}' (output discarded)");
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::sink)
+        .init();
+}
+
 fn main() {
+    install_tracing();
     let result = Settings::from_args().and_then(|s| {
         let rt = if s.multi_thread {
             tokio::runtime::Builder::new_multi_thread()

@@ -8,6 +8,7 @@ use commons::{ConfigParams, Error, Result};
 
 use crate::client::{ClientOptions, Credentials, TlsSettings};
 pub use crate::client::{KeyDistribution, ProtocolMode, TlsConfig};
+pub use crate::telemetry::TelemetryKey;
 
 /// Every option `MemcachedLock` reads from `options.*`, with its default.
 ///
@@ -67,6 +68,10 @@ pub struct MemcachedLockConfig {
     /// `options.drift` (2 ms; quorum mode only): added to 1 % of the ttl, the clock drift a
     /// quorum lease's validity allows for.
     pub drift: Duration,
+    /// `options.telemetry_key` (`plain`): how the lock key appears in tracing spans: `plain`,
+    /// `hash` (the first 16 hex digits of its MD5) or `none` (left out). Never a metric
+    /// label, whatever the setting (docs/observability.md).
+    pub telemetry_key: TelemetryKey,
     /// `credential.username` / `credential.password` (none): memcached ASCII authentication
     /// (`-Y`) on every new connection. The password is never shown.
     pub(crate) auth: Option<Arc<Credentials>>,
@@ -112,6 +117,7 @@ impl Default for MemcachedLockConfig {
             max_ttl: Duration::from_millis(60_000),
             quarantine: Duration::from_millis(60_000),
             drift: Duration::from_millis(2),
+            telemetry_key: TelemetryKey::Plain,
             auth: None,
             tls: None,
             tls_settings: None,
@@ -146,6 +152,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "quarantine",
     "drift",
     "tls_server_name",
+    "telemetry_key",
 ];
 
 impl MemcachedLockConfig {
@@ -220,6 +227,7 @@ impl MemcachedLockConfig {
         let distribution = choice(config, "options.distribution", d.distribution)?;
         let protocol = choice(config, "options.protocol", d.protocol)?;
         let mode = choice(config, "options.mode", d.mode)?;
+        let telemetry_key = choice(config, "options.telemetry_key", d.telemetry_key)?;
         let max_ttl = ms("max_ttl", d.max_ttl)?;
         if max_ttl < Duration::from_secs(2) || max_ttl.as_secs() > MAX_EXPIRATION_SECS {
             return Err(Error::bad_config_value(
@@ -281,6 +289,7 @@ impl MemcachedLockConfig {
             max_ttl,
             quarantine,
             drift,
+            telemetry_key,
             auth: credentials_of(config)?,
             tls,
             tls_settings,
@@ -436,6 +445,15 @@ impl Named for LockMode {
     const NAMES: &'static [(&'static str, Self)] =
         &[("sharded", LockMode::Sharded), ("quorum", LockMode::Quorum)];
     const EXPECTED: &'static str = "sharded or quorum";
+}
+
+impl Named for TelemetryKey {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("plain", TelemetryKey::Plain),
+        ("hash", TelemetryKey::Hash),
+        ("none", TelemetryKey::Omit),
+    ];
+    const EXPECTED: &'static str = "plain, hash or none";
 }
 
 /// The value named by `key`, `default` when absent; any other value is an error naming the

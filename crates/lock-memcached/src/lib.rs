@@ -8,9 +8,12 @@ mod config;
 mod factory;
 mod key;
 mod lock;
+pub mod telemetry;
 mod value;
 
-pub use config::{KeyDistribution, LockMode, MemcachedLockConfig, ProtocolMode, TlsConfig};
+pub use config::{
+    KeyDistribution, LockMode, MemcachedLockConfig, ProtocolMode, TelemetryKey, TlsConfig,
+};
 pub use factory::{
     MEMCACHED_FACTORY_DESCRIPTOR, MEMCACHED_LOCK_DESCRIPTOR, memcached_lock_factory,
     register_memcached_lock,

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use commons::{Error, ErrorKind, codes};
+use metrics::{Counter, Gauge};
 use tokio::time::Instant;
+
+use crate::telemetry::{SERVER_RESTARTS, SERVERS_UP};
 
 use super::clock::ServerClock;
 use super::identity::ServerIdentity;
@@ -38,13 +41,18 @@ pub(crate) struct ServerHealth {
     observed: Mutex<Observed>,
     identity_changes: AtomicU32,
     clock: ServerClock,
+    /// The boot last reported as counted out of a quorum (warned about once per boot).
+    quarantine_noted: Mutex<Option<ServerIdentity>>,
+    /// `pip_lock_servers_up` for this server.
+    up: Gauge,
+    /// `pip_lock_server_restarts_total` for this server.
+    restarts: Counter,
 }
 
 impl ServerHealth {
     /// Marks the server down after `failures_to_down` consecutive failures, for `retry`.
     pub(crate) fn new(address: Arc<str>, failures_to_down: u32, retry: Duration) -> Self {
         ServerHealth {
-            address,
             failures_to_down: failures_to_down.max(1),
             retry,
             failures: Mutex::new(Failures::default()),
@@ -52,7 +60,32 @@ impl ServerHealth {
             observed: Mutex::new(Observed::default()),
             identity_changes: AtomicU32::new(0),
             clock: ServerClock::default(),
+            quarantine_noted: Mutex::new(None),
+            up: {
+                let up = metrics::gauge!(SERVERS_UP, "server" => address.to_string());
+                up.set(1.0);
+                up
+            },
+            restarts: metrics::counter!(SERVER_RESTARTS, "server" => address.to_string()),
+            address,
         }
+    }
+
+    /// Reports, once per boot, that `identity` answered while in quarantine and so did not
+    /// count towards a quorum.
+    pub(crate) fn note_quarantine(&self, identity: ServerIdentity) {
+        let mut noted = lock(&self.quarantine_noted);
+        if *noted == Some(identity) {
+            return;
+        }
+        *noted = Some(identity);
+        tracing::warn!(
+            server.address = %self.address,
+            server.pid = identity.pid,
+            "memcached server in quarantine (recently restarted, flushed or its boot marker \
+             evicted): its answers do not count towards a majority until its memory is older \
+             than options.quarantine"
+        );
     }
 
     /// The identity from the last probe (every new connection is probed).
@@ -98,8 +131,15 @@ impl ServerHealth {
         boot_age: Option<Duration>,
     ) {
         let mut observed = lock(&self.observed);
-        if observed.identity.is_some_and(|old| old != identity) {
+        if let Some(old) = observed.identity.filter(|old| *old != identity) {
             self.identity_changes.fetch_add(1, Ordering::Relaxed);
+            self.restarts.increment(1);
+            tracing::warn!(
+                server.address = %self.address,
+                server.old_pid = old.pid,
+                server.pid = identity.pid,
+                "memcached server restarted: leases taken from its earlier boot are lost"
+            );
         }
         // The earliest estimate wins for one boot: later probes only confirm it.
         let born = boot_age.and_then(|age| Instant::now().checked_sub(age));
@@ -151,7 +191,10 @@ impl ServerHealth {
         }
         let mut failures = lock(&self.failures);
         failures.consecutive = 0;
-        failures.down_until = None;
+        if failures.down_until.take().is_some() {
+            self.up.set(1.0);
+            tracing::warn!(server.address = %self.address, "memcached server up again");
+        }
         self.troubled.store(false, Ordering::Release);
     }
 
@@ -164,7 +207,19 @@ impl ServerHealth {
         self.troubled.store(true, Ordering::Release);
         failures.consecutive = failures.consecutive.saturating_add(1);
         if failures.consecutive >= self.failures_to_down {
-            failures.down_until = Some(Instant::now() + self.retry);
+            let now = Instant::now();
+            let was_down = failures.down_until.is_some_and(|until| until > now);
+            failures.down_until = Some(now + self.retry);
+            if !was_down {
+                self.up.set(0.0);
+                tracing::warn!(
+                    server.address = %self.address,
+                    failures = failures.consecutive,
+                    retry_ms = self.retry.as_millis() as u64,
+                    error.type = err.code(),
+                    "memcached server marked down: requests to it fail at once until options.retry"
+                );
+            }
         }
     }
 }

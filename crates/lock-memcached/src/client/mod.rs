@@ -13,6 +13,7 @@
 //! - [`health`]: a server's failures and what its probes observed (its clock included);
 //! - [`server`]: the one server policy (validation, deadline, retries, identity check,
 //!   health, `TIMEOUT` vs `OUTCOME_UNKNOWN`, idle reaping) over a transport;
+//! - [`telemetry`]: a server's request-latency histograms, registered once;
 //! - [`endpoint`]: a server in either protocol behind one method set;
 //! - [`selector`]: which server holds a key (ketama or CRC32 modulo);
 //! - [`cluster`]: the servers plus the selector, opened together.
@@ -34,6 +35,7 @@ mod selector;
 mod server;
 mod stream;
 mod tcp;
+mod telemetry;
 #[cfg(test)]
 mod test_support;
 mod tls;

@@ -22,6 +22,7 @@ use super::identity::{Probe, ServerIdentity, restarted};
 use super::late::LateSender;
 use super::options::ClientOptions;
 use super::tcp::Peer;
+use super::telemetry::RequestMetrics;
 use super::transport::{ConnectionPool, ExchangeError, Transport};
 use crate::codes::SERVER_RESTARTED;
 
@@ -62,11 +63,15 @@ impl Call {
     }
 }
 
-/// A reply together with the identity of the server boot that produced it.
+/// A reply together with the identity of the server boot that produced it and when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Executed {
     pub(crate) reply: Reply,
     pub(crate) identity: ServerIdentity,
+    /// When the reply arrived: the clock is read once per request, for the request-latency
+    /// histogram and for the lock layer's reply-time bookkeeping (clock observations, when an
+    /// item is certainly gone), which would otherwise read it again.
+    pub(crate) arrived: Instant,
 }
 
 /// One memcached server reached through transport `T`.
@@ -77,6 +82,7 @@ pub(crate) struct Server<T: Transport> {
     options: ClientOptions,
     transport: Arc<T>,
     health: ServerHealth,
+    requests: RequestMetrics,
     reaper: Option<JoinHandle<()>>,
 }
 
@@ -109,6 +115,7 @@ impl<T: Transport> Server<T> {
         let reaper = spawn_idle_reaper(&transport, options.idle);
         Server {
             health: ServerHealth::new(address.clone(), options.failures, options.retry),
+            requests: RequestMetrics::new(address.clone()),
             address,
             connects_to,
             options,
@@ -204,7 +211,8 @@ impl<T: Transport> Server<T> {
         {
             return Err(unsafe_key().with_context(ctx));
         }
-        let deadline = Instant::now() + self.options.timeout;
+        let started = Instant::now();
+        let deadline = started + self.options.timeout;
         // Shared with the transport: a retry does not copy the key and data again.
         let req = Arc::new(req);
         let mut attempt = 0u32;
@@ -212,6 +220,12 @@ impl<T: Transport> Server<T> {
             let err = match self.attempt(&req, call, deadline).await {
                 Ok(executed) => {
                     self.health.record_success();
+                    self.finished(
+                        &req,
+                        executed.arrived.saturating_duration_since(started),
+                        attempt,
+                        None,
+                    );
                     return Ok(executed);
                 }
                 Err(err) => err,
@@ -229,6 +243,7 @@ impl<T: Transport> Server<T> {
                 _ => err.kind() == ErrorKind::Connection,
             };
             if !repeatable || attempt >= self.options.retries || Instant::now() >= deadline {
+                self.finished(&req, started.elapsed(), attempt, Some(&err));
                 return Err(err.with_context(ctx));
             }
             attempt += 1;
@@ -271,7 +286,11 @@ impl<T: Transport> Server<T> {
         match exchanged {
             Ok(reply) => match failure_of(&reply) {
                 Some(failure) => Err(reply_error(&self.address, failure, T::command_name(req))),
-                None => Ok(Executed { reply, identity }),
+                None => Ok(Executed {
+                    reply,
+                    identity,
+                    arrived: Instant::now(),
+                }),
             },
             Err(ExchangeError::Failed(e)) => Err(e),
             Err(ExchangeError::TimedOut { sent: true }) => Err(outcome_unknown(
@@ -283,6 +302,22 @@ impl<T: Transport> Server<T> {
                 Err(self.timeout_error("waiting to send"))
             }
         }
+    }
+
+    /// Records a request that ended (after `retries` retries) after `took`: its latency
+    /// histogram and a `debug` event. A success is timed by its reply's arrival (see
+    /// [`Executed::arrived`]): no clock read of its own.
+    fn finished(&self, req: &Request, took: Duration, retries: u32, err: Option<&Error>) {
+        let command = T::command_name(req);
+        self.requests.record(req, command, err.is_none(), took);
+        tracing::debug!(
+            server.address = %self.address,
+            db.operation.name = command,
+            elapsed_us = took.as_micros() as u64,
+            retries,
+            error.type = err.map(Error::code),
+            "memcached request"
+        );
     }
 
     fn observe(&self, probe: Option<Probe>) {

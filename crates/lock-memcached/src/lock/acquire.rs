@@ -77,7 +77,12 @@ impl MemcachedLock {
         let Reply::Acquired(pair) = executed.reply else {
             return Err(unexpected(ctx, "ms+ma", &executed.reply));
         };
-        let fresh = expiry::observe_clock(&server, executed.identity, started, pair.server_clock());
+        let fresh = expiry::observe_clock(
+            &server,
+            executed.identity,
+            (started, executed.arrived),
+            pair.server_clock(),
+        );
         let AcquireReplies {
             stored, counter, ..
         } = *pair;
@@ -90,7 +95,8 @@ impl MemcachedLock {
                 let (valid_until, gone_by) = expiry::trusted_until(
                     &server,
                     executed.identity,
-                    (expiry, started),
+                    expiry,
+                    (started, executed.arrived),
                     (ttl, secs),
                     fresh,
                 );

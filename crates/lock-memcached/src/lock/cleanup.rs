@@ -20,11 +20,13 @@ use std::time::Duration;
 
 use commons::Context;
 use tokio::time::{Instant, sleep, timeout};
+use tracing::Instrument;
 
 use super::lease::{HeldLease, LeaseTable};
 use super::release::delete_if_token;
 use crate::client::{Call, Endpoint, Late, LateReceiver, Reply, Request, ServerIdentity, WireKey};
 use crate::codes::SERVER_RESTARTED;
+use crate::telemetry::{BACKEND, OUTCOME_UNKNOWN};
 
 /// How long the cleanup waits for a late reply: as long as a retired connection keeps
 /// waiting for it.
@@ -132,11 +134,37 @@ impl Drop for AcquireInFlight<'_> {
             failed: self.failed,
             late: self.late.take(),
         };
-        runtime.spawn(clean_up(abandoned));
+        let server = self.server.address();
+        metrics::counter!(OUTCOME_UNKNOWN, "backend" => BACKEND, "server" => server.to_string())
+            .increment(1);
+        tracing::warn!(
+            server.address = %server,
+            lock.caller_saw_error = self.failed,
+            "acquire outcome unknown: the acquisition is kept as unconfirmed and undone in the \
+             background"
+        );
+        // The cleanup's span is a child of the operation's, which may end first.
+        let span = tracing::info_span!(
+            "lock.cleanup",
+            server.address = %server,
+            lock.cleanup = tracing::field::Empty,
+        );
+        runtime.spawn(clean_up(abandoned).instrument(span));
     }
 }
 
-async fn clean_up(mut job: Abandoned) {
+/// Runs the cleanup of `job` and reports how it ended.
+async fn clean_up(job: Abandoned) {
+    let result = undo(job).await;
+    tracing::Span::current().record("lock.cleanup", result);
+    tracing::warn!(
+        lock.cleanup = result,
+        "cleanup of an acquire with unknown outcome ended"
+    );
+}
+
+/// Undoes the acquisition of `job`; what was found, as the `lock.cleanup` field.
+async fn undo(mut job: Abandoned) -> &'static str {
     let receiver = job.late.take();
     let late = async move {
         match receiver {
@@ -159,18 +187,19 @@ async fn clean_up(mut job: Abandoned) {
                     delete_if_token(&ctx, &job.server, &job.wire, &job.value, None, true).await;
                 if let Ok(true) = deleted {
                     job.table.forget(&job.key, &job.value);
-                    return;
+                    return "deleted_by_token";
                 }
                 pause = (pause * 2).min(MAX_PAUSE);
             }
         }
     };
-    match next_step(late, job.failed) {
+    let result = match next_step(late, job.failed) {
         Next::DeleteByCas(cas, identity) => delete_by_cas(&job, cas, identity).await,
-        Next::Nothing => {}
+        Next::Nothing => "not_stored",
         Next::ReadByToken => delete_by_token(&job).await,
-    }
+    };
     job.table.forget(&job.key, &job.value);
+    result
 }
 
 /// What the cleanup does next.
@@ -210,7 +239,7 @@ fn stored_cas(reply: &Reply) -> Option<u64> {
 }
 
 /// `md <key> C<cas>` on the boot that stored the item, until it is deleted or certainly gone.
-async fn delete_by_cas(job: &Abandoned, cas: u64, identity: ServerIdentity) {
+async fn delete_by_cas(job: &Abandoned, cas: u64, identity: ServerIdentity) -> &'static str {
     let ctx = Context::new();
     let gone_by = Instant::now() + Duration::from_secs(u64::from(job.secs)) + GRANULARITY;
     let call = Call {
@@ -225,20 +254,21 @@ async fn delete_by_cas(job: &Abandoned, cas: u64, identity: ServerIdentity) {
         };
         match job.server.call(&ctx, request, &call).await {
             // Deleted, or already gone, or no longer ours (EX: someone else's item now).
-            Ok(_) => return,
+            Ok(_) => return "deleted_by_cas",
             // Another boot: the item went with the old one.
-            Err(e) if e.code() == SERVER_RESTARTED => return,
+            Err(e) if e.code() == SERVER_RESTARTED => return "server_restarted",
             Err(_) => {}
         }
         sleep(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);
     }
+    "expired"
 }
 
 /// Reads the key until the item is ours (then deletes it by its current CAS) or, if it was
 /// stored at all, has certainly expired: a miss is no proof, the request may still be on its
 /// way through the server.
-async fn delete_by_token(job: &Abandoned) {
+async fn delete_by_token(job: &Abandoned) -> &'static str {
     let ctx = Context::new();
     let gone_by = Instant::now() + Duration::from_secs(u64::from(job.secs)) + GRANULARITY;
     let mut pause = FIRST_PAUSE;
@@ -246,11 +276,12 @@ async fn delete_by_token(job: &Abandoned) {
         if let Ok(true) =
             delete_if_token(&ctx, &job.server, &job.wire, &job.value, None, true).await
         {
-            return;
+            return "deleted_by_token";
         }
         sleep(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);
     }
+    "expired"
 }
 
 #[cfg(test)]

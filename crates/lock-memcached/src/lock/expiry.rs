@@ -15,7 +15,7 @@ use std::time::Duration;
 use commons::{Context, Result};
 use tokio::time::Instant;
 
-use super::lease::{gone_by, validity};
+use super::lease::{gone_by, gone_by_from, validity};
 use crate::client::{Call, Endpoint, Offset, Request, ServerIdentity, clock_reading};
 
 /// The expiry sent with a write.
@@ -58,32 +58,31 @@ pub(super) async fn expiry_on(
     Ok((expiry, sent))
 }
 
-/// Records a clock reading that came back with a request to `boot` sent at `sent` (now is
-/// when its reply arrived); the bounds with it counted, for [`trusted_until`].
+/// Records a clock reading that came back with a request to `boot` sent at `sent` whose
+/// reply arrived at `arrived`; the bounds with it counted, for [`trusted_until`].
 pub(super) fn observe_clock(
     server: &Endpoint,
     boot: ServerIdentity,
-    sent: Instant,
+    (sent, arrived): (Instant, Instant),
     reading: Option<i64>,
 ) -> Option<Offset> {
     let secs = reading?;
-    server
-        .health()
-        .clock()
-        .observe(boot, sent, Instant::now(), secs)
+    server.health().clock().observe(boot, sent, arrived, secs)
 }
 
-/// Until when an item written to `boot` with `expiry` by a request sent at `sent` (asked as
-/// `ttl`, `secs` on the wire) is trusted, and when it is certainly gone; `fresh` is what
-/// [`observe_clock`] returned for the reading that came back with it, if any.
+/// Until when an item written to `boot` with `expiry` by a request sent at `sent`, whose reply
+/// arrived at `arrived` (asked as `ttl`, `secs` on the wire), is trusted, and when it is
+/// certainly gone; `fresh` is what [`observe_clock`] returned for the reading that came back
+/// with it, if any.
 pub(super) fn trusted_until(
     server: &Endpoint,
     boot: ServerIdentity,
-    (expiry, sent): (Expiry, Instant),
+    expiry: Expiry,
+    (sent, arrived): (Instant, Instant),
     (ttl, secs): (Duration, u32),
     fresh: Option<Offset>,
 ) -> (Instant, Instant) {
-    let by_ttl = (sent + validity(ttl, secs), gone_by(secs));
+    let by_ttl = (sent + validity(ttl, secs), gone_by_from(arrived, secs));
     let Expiry::Absolute(at) = expiry else {
         return by_ttl;
     };
@@ -130,7 +129,7 @@ async fn read_clock(ctx: &Context, server: &Endpoint) -> Result<()> {
             .call(ctx, Request::Clock, &Call::repeatable())
             .await?;
         let reading = clock_reading(&executed.reply);
-        observe_clock(server, executed.identity, sent, reading);
+        observe_clock(server, executed.identity, (sent, executed.arrived), reading);
         if reading.is_some() {
             break;
         }

@@ -68,7 +68,8 @@ impl MemcachedLock {
                     let trusted = expiry::trusted_until(
                         &held.server,
                         executed.identity,
-                        (expiry, started),
+                        expiry,
+                        (started, executed.arrived),
                         (ttl, secs),
                         None,
                     );

@@ -179,6 +179,9 @@ pub(super) struct LeaseTable<R = HeldLease> {
     /// Extends of one key by this instance run one at a time: two at once would each move
     /// the item's CAS under the other and read their own lock as lost.
     extending: Box<[tokio::sync::Mutex<()>]>,
+    /// `pip_lock_held_leases`: moved by one at every record inserted or removed, so the
+    /// tables of several instances add up in the recorder.
+    held: metrics::Gauge,
 }
 
 impl<R> Default for LeaseTable<R> {
@@ -189,6 +192,21 @@ impl<R> Default for LeaseTable<R> {
             extending: (0..EXTEND_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            held: metrics::Gauge::noop(),
+        }
+    }
+}
+
+impl<R> LeaseTable<R> {
+    /// A table whose records are counted in the held-leases gauge of `mode`.
+    pub(super) fn counted(mode: &'static str) -> Self {
+        LeaseTable {
+            held: metrics::gauge!(
+                crate::telemetry::HELD_LEASES,
+                "backend" => crate::telemetry::BACKEND,
+                "mode" => mode
+            ),
+            ..LeaseTable::default()
         }
     }
 }
@@ -248,7 +266,13 @@ impl<R: Record> LeaseTable<R> {
             return Ok(place);
         }
         let now = Instant::now();
-        self.leases.retain(|_, h| h.gone_by() > now);
+        let mut dropped = 0u32;
+        self.leases.retain(|_, h| {
+            let keep = h.gone_by() > now;
+            dropped += u32::from(!keep);
+            keep
+        });
+        self.held.decrement(f64::from(dropped));
         if fits(self.leases.len()) {
             return Ok(place);
         }
@@ -270,17 +294,22 @@ impl<R: Record> LeaseTable<R> {
 
     /// Records `held` unless the key already has a record (a newer acquisition keeps its own).
     pub(super) fn insert_if_absent(&self, key: &str, held: R) {
-        self.leases.entry(key.to_string()).or_insert(held);
+        if let dashmap::mapref::entry::Entry::Vacant(vacant) = self.leases.entry(key.to_string()) {
+            vacant.insert(held);
+            self.held.increment(1.0);
+        }
     }
 
     pub(super) fn insert(&self, key: &str, held: R) {
-        self.leases.insert(key.to_string(), held);
+        if self.leases.insert(key.to_string(), held).is_none() {
+            self.held.increment(1.0);
+        }
     }
 
     /// Puts back a record taken out for a release that failed, unless a new acquisition
     /// replaced it meanwhile.
     pub(super) fn restore(&self, key: &str, held: R) {
-        self.leases.entry(key.to_string()).or_insert(held);
+        self.insert_if_absent(key, held);
     }
 
     /// Replaces the record of the acquisition `held` (and only that one) with `renewed`.
@@ -300,7 +329,10 @@ impl<R: Record> LeaseTable<R> {
                 .leases
                 .remove_if(key, |_, h| LockValue::token(h.stored()) == token),
         }
-        .map(|(_, held)| held)
+        .map(|(_, held)| {
+            self.held.decrement(1.0);
+            held
+        })
     }
 
     /// Takes out the record of `key` (see [`LeaseTable::take`]); without one, checks the key
@@ -321,14 +353,25 @@ impl<R: Record> LeaseTable<R> {
 
     /// Forgets the acquisition whose value is `value` (a newer one of the key stays).
     pub(super) fn forget(&self, key: &str, value: &Arc<[u8]>) {
-        self.leases
-            .remove_if(key, |_, h| Arc::ptr_eq(h.stored(), value));
+        if self
+            .leases
+            .remove_if(key, |_, h| Arc::ptr_eq(h.stored(), value))
+            .is_some()
+        {
+            self.held.decrement(1.0);
+        }
     }
 
     /// Takes out every record (at close).
     pub(super) fn drain(&self) -> Vec<R> {
-        let held = self.leases.iter().map(|e| e.value().clone()).collect();
-        self.leases.clear();
+        let keys: Vec<String> = self.leases.iter().map(|e| e.key().clone()).collect();
+        let mut held = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some((_, record)) = self.leases.remove(&key) {
+                self.held.decrement(1.0);
+                held.push(record);
+            }
+        }
         held
     }
 }
@@ -363,7 +406,12 @@ pub(super) fn ttl_secs(ctx: &Context, ttl: Duration, config: &MemcachedLockConfi
 
 /// See [`HeldLease::gone_by`]; called when the reply has arrived.
 pub(super) fn gone_by(secs: u32) -> Instant {
-    Instant::now() + Duration::from_secs(u64::from(secs)) + GRANULARITY
+    gone_by_from(Instant::now(), secs)
+}
+
+/// [`gone_by`] for a reply that arrived at `arrived`.
+pub(super) fn gone_by_from(arrived: Instant, secs: u32) -> Instant {
+    arrived + Duration::from_secs(u64::from(secs)) + GRANULARITY
 }
 
 /// How long a lease of `secs` whole seconds (asked as `ttl`) is trusted from the moment its

@@ -215,12 +215,20 @@ fn record(
         }
     };
     let quarantined = in_quarantine(&servers[i], executed.identity, config);
+    if quarantined {
+        servers[i].health().note_quarantine(executed.identity);
+    }
     let Reply::Acquired(pair) = executed.reply else {
         tally.said[i] = "an unexpected reply".to_string();
         return;
     };
     let fresh = placed.and_then(|(_, sent)| {
-        expiry::observe_clock(&servers[i], executed.identity, sent, pair.server_clock())
+        expiry::observe_clock(
+            &servers[i],
+            executed.identity,
+            (sent, executed.arrived),
+            pair.server_clock(),
+        )
     });
     let AcquireReplies {
         stored, counter, ..
@@ -231,9 +239,15 @@ fn record(
                 tally.said[i] = "CAS 0 (started with -C): not usable for locks".to_string();
                 return;
             };
-            if let Some(placed) = placed {
-                let (until, _) =
-                    expiry::trusted_until(&servers[i], executed.identity, placed, ttl, fresh);
+            if let Some((expiry, sent)) = placed {
+                let (until, _) = expiry::trusted_until(
+                    &servers[i],
+                    executed.identity,
+                    expiry,
+                    (sent, executed.arrived),
+                    ttl,
+                    fresh,
+                );
                 tally.trusted_until = Some(tally.trusted_until.map_or(until, |t| t.min(until)));
             }
             if let Some(slot) = replicas

@@ -146,7 +146,8 @@ async fn renew_on(
                         let (trusted_until, _) = expiry::trusted_until(
                             server,
                             executed.identity,
-                            (expiry, sent),
+                            expiry,
+                            (sent, executed.arrived),
                             (ttl, secs),
                             None,
                         );
