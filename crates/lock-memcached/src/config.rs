@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use commons::{ConfigParams, Error, Result};
+use commons::{ConfigParams, CredentialParams, Error, Result};
 
 use crate::client::{ClientOptions, Credentials, TlsSettings};
 pub use crate::client::{KeyDistribution, ProtocolMode, TlsConfig};
@@ -319,27 +319,31 @@ impl MemcachedLockConfig {
     }
 }
 
-/// `credential.username` and `credential.password`, checked: a password needs a user name,
-/// and neither may hold a space or a line break (the protocol sends `<user> <password>` on
-/// one line).
+/// The configured memcached user name and password (`credential.*` and the other forms the
+/// credential resolver reads), checked now; one looked up by `store_key` is only known at
+/// open (see [`memcached_credentials`]).
 fn credentials_of(config: &ConfigParams) -> Result<Option<Arc<Credentials>>> {
-    let username = config.get("credential.username");
-    let password = config.get("credential.password");
-    match (username, password) {
-        (None, None) => Ok(None),
-        (None, Some(_)) => Err(Error::config(
-            "credential.password is set without credential.username",
-        )
-        .with_detail("key", "credential.username")),
-        (Some(user), password) => Credentials::new(user, password.unwrap_or_default())
-            .map(|c| Some(Arc::new(c)))
-            .ok_or_else(|| {
-                Error::config(
-                    "credential.username must be non-empty, and neither it nor credential.password may contain spaces or line breaks (memcached's authentication sends them on one line)",
-                )
-                .with_detail("key", "credential.username")
-            }),
+    match CredentialParams::first_from_config(config)? {
+        Some(found) if !found.uses_store() => memcached_credentials(&found),
+        _ => Ok(None),
     }
+}
+
+/// The user name and password of `found` for memcached's authentication, if it has a user:
+/// neither may hold a space or a line break (the protocol sends `<user> <password>` on one
+/// line). A credential without a user (TLS files only) is no login.
+pub(crate) fn memcached_credentials(found: &CredentialParams) -> Result<Option<Arc<Credentials>>> {
+    let Some(username) = found.username() else {
+        return Ok(None);
+    };
+    Credentials::new(username, found.password().unwrap_or_default())
+        .map(|c| Some(Arc::new(c)))
+        .ok_or_else(|| {
+            Error::config(
+                "credential.username must be non-empty, and neither it nor credential.password may contain spaces or line breaks (memcached's authentication sends them on one line)",
+            )
+            .with_detail("key", "credential.username")
+        })
 }
 
 /// The names of `connection.protocol` (and uri schemes) that mean TLS.

@@ -16,7 +16,7 @@ use super::quorum::{majority, release_replicas};
 use super::release::delete_held;
 use super::{MemcachedLock, Opened, lock, read, write};
 use crate::client::{Call, Cluster, Credentials, Endpoint, Request, SetMode, WireKey};
-use crate::config::{LockMode, MemcachedLockConfig, is_tls_protocol};
+use crate::config::{LockMode, MemcachedLockConfig, is_tls_protocol, memcached_credentials};
 use crate::value::new_token;
 
 /// memcached's port when a connection names none.
@@ -140,21 +140,10 @@ impl MemcachedLock {
         if let Some(refs) = lock(&self.references).as_ref() {
             resolver.set_references(refs);
         }
-        let Some(found) = resolver.lookup(ctx).await? else {
-            return Ok(None);
-        };
-        let Some(username) = found.username() else {
-            return Ok(None); // a credential without a user (TLS files only): no -Y login
-        };
-        Credentials::new(username, found.password().unwrap_or_default())
-            .map(|c| Some(Arc::new(c)))
-            .ok_or_else(|| {
-                Error::config(
-                    "the memcached user name must be non-empty, and neither it nor the password may contain spaces or line breaks",
-                )
-                .with_detail("key", "credential.username")
-                .with_context(ctx)
-            })
+        match resolver.lookup(ctx).await? {
+            Some(found) => memcached_credentials(&found).map_err(|e| e.with_context(ctx)),
+            None => Ok(None),
+        }
     }
 
     /// "host:port" of every configured or discovered server, in the configured order. A

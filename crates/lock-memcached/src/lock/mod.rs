@@ -301,6 +301,20 @@ impl MemcachedLock {
         result
     }
 
+    /// The span of a try-acquire (lease or plain).
+    fn try_acquire_span(&self, ctx: &Context, key: &str, ttl: Duration) -> tracing::Span {
+        self.described(
+            op_span!(
+                "lock.try_acquire",
+                "try_acquire",
+                mode_label(self.is_quorum())
+            ),
+            ctx,
+            key,
+            Some(ttl),
+        )
+    }
+
     fn is_quorum(&self) -> bool {
         self.quorum_mode.load(Ordering::Acquire)
     }
@@ -323,16 +337,7 @@ impl Lock for MemcachedLock {
         ttl: Duration,
     ) -> Result<Option<Lease>> {
         let started = Instant::now();
-        let span = self.described(
-            op_span!(
-                "lock.try_acquire",
-                "try_acquire",
-                mode_label(self.is_quorum())
-            ),
-            ctx,
-            key,
-            Some(ttl),
-        );
+        let span = self.try_acquire_span(ctx, key, ttl);
         let result = traced!(span, self.attempt_lease(ctx, key, ttl));
         self.acquire_ended(&span, started, &result, Option::is_some);
         result
@@ -341,16 +346,7 @@ impl Lock for MemcachedLock {
     // The plain calls skip building a `Lease` and one boxed future: they are the hot path.
     async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
         let started = Instant::now();
-        let span = self.described(
-            op_span!(
-                "lock.try_acquire",
-                "try_acquire",
-                mode_label(self.is_quorum())
-            ),
-            ctx,
-            key,
-            Some(ttl),
-        );
+        let span = self.try_acquire_span(ctx, key, ttl);
         let result = if !span.is_disabled() {
             tracing::Instrument::instrument(self.attempt_bool(ctx, key, ttl), span.clone()).await
         } else if self.is_quorum() {
