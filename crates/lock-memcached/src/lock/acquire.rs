@@ -12,22 +12,27 @@ use std::time::Duration;
 
 use commons::{Context, ErrorKind, Result};
 
-use super::MemcachedLock;
 use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
 use super::expiry;
 use super::fencing;
 use super::lease::HeldLease;
+use super::{MemcachedLock, Moments};
 use crate::client::{AcquireReplies, AcquireRequest, Call, Reply, Request, late_channel};
 use crate::value::LockValue;
 
 impl MemcachedLock {
     /// One acquire attempt; on success the lease record as stored in the table.
+    ///
+    /// `moments.started` (read by the caller just before) is when the request counts from;
+    /// `moments.ended` is set to when its reply arrived: the operation's latency histogram
+    /// shares the lock's own clock reads.
     pub(super) async fn acquire_once(
         &self,
         ctx: &Context,
         key: &str,
         ttl: Duration,
+        moments: &mut Moments,
     ) -> Result<Option<HeldLease>> {
         let (opened, wire, secs) = self.prepare(ctx, key, ttl)?;
         let config = &opened.config;
@@ -38,7 +43,7 @@ impl MemcachedLock {
         let _place = self.leases.reserve(ctx, key, config.max_size)?;
         let value: Arc<[u8]> = LockValue::encode_new(&self.holder, ctx.trace_id()).into();
         let server = opened.cluster.server_for(&wire).clone();
-        let (expiry, started) = expiry::expiry_on(ctx, &server, secs).await?;
+        let (expiry, started) = expiry::expiry_on(ctx, &server, secs, moments.started).await?;
         let (late, late_reply) = late_channel();
         let mut in_flight = AcquireInFlight::new(
             key,
@@ -58,6 +63,7 @@ impl MemcachedLock {
         });
         let call = Call {
             late: Some(late),
+            started: Some(started),
             ..Call::default()
         };
         let executed = match server.call(ctx, request, &call).await {
@@ -74,6 +80,7 @@ impl MemcachedLock {
         };
         in_flight.disarm();
         drop(in_flight);
+        moments.ended = Some(executed.arrived);
         let Reply::Acquired(pair) = executed.reply else {
             return Err(unexpected(ctx, "ms+ma", &executed.reply));
         };

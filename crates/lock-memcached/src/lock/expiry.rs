@@ -41,17 +41,23 @@ impl Expiry {
 ///
 /// A server whose clock has no reading in the last minute is asked for it first (one round
 /// trip, at most once a minute for a busy server: every acquire reads it again).
+///
+/// `started`: when the caller started the operation (read just before); the request counts
+/// from it unless a clock read came first. Counting from a moment a little before the send is
+/// the safe side: the expiry and the validity both come out earlier.
 pub(super) async fn expiry_on(
     ctx: &Context,
     server: &Endpoint,
     secs: u32,
+    started: Instant,
 ) -> Result<(Expiry, Instant)> {
     let mut offset = offset_of(server, server.health().identity());
+    let mut sent = started;
     if offset.is_none() && server.protocol() == "meta" {
         read_clock(ctx, server).await?;
         offset = offset_of(server, server.health().identity());
+        sent = Instant::now();
     }
-    let sent = Instant::now();
     let expiry = offset
         .and_then(|offset| offset.expiry(sent, secs))
         .map_or(Expiry::Relative(secs), Expiry::Absolute);

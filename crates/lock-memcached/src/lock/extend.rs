@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use commons::{Context, Result};
 use lock_core::Lease;
+use tokio::time::Instant;
 
 use super::MemcachedLock;
 use super::errors::{cas_disabled, unexpected};
@@ -40,7 +41,8 @@ impl MemcachedLock {
             return Ok(None);
         };
         for _ in 0..CAS_RACES {
-            let (expiry, started) = expiry::expiry_on(ctx, &held.server, secs).await?;
+            let (expiry, started) =
+                expiry::expiry_on(ctx, &held.server, secs, Instant::now()).await?;
             let request = Request::Set {
                 key: held.wire.clone(),
                 data: held.value.clone(),

@@ -29,13 +29,14 @@ mod status;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-// Operations are timed by the system clock: tokio's `Instant::now` is dearer under its test
-// clock, which the benchmarks are built with.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
+// tokio's clock, which the lock's own bookkeeping reads: an operation's latency shares its
+// readings (see `Moments`).
 use commons::{ConfigParams, Configurable, Context, Error, Openable, References, Result, codes};
 use lock_core::{Lease, LocalWaiters, Lock, LockInfo, RetryPolicy, acquire_with_retry};
+use tokio::time::Instant;
 use tracing::Span;
 
 use crate::client::{Cluster, WireKey};
@@ -60,6 +61,31 @@ macro_rules! traced {
             tracing::Instrument::instrument($fut, $span.clone()).await
         }
     };
+}
+
+/// When an acquire operation started and when its reply arrived, each read from the clock
+/// once and shared by the lock's bookkeeping and the latency histogram.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Moments {
+    pub(super) started: Instant,
+    /// Set when a reply arrived; otherwise the end is read when the operation ends.
+    pub(super) ended: Option<Instant>,
+}
+
+impl Moments {
+    fn now() -> Moments {
+        Moments {
+            started: Instant::now(),
+            ended: None,
+        }
+    }
+
+    /// How long the operation took.
+    fn took(&self) -> Duration {
+        self.ended
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(self.started)
+    }
 }
 
 /// The opened state: the cluster and what the hot path needs, behind one `Arc`.
@@ -204,12 +230,13 @@ impl MemcachedLock {
         ctx: &Context,
         key: &str,
         ttl: Duration,
+        moments: &mut Moments,
     ) -> Result<Option<Lease>> {
         if self.is_quorum() {
             let held = self.quorum_acquire_once(ctx, key, ttl).await?;
             return Ok(held.map(|held| held.to_lease(key)));
         }
-        let held = self.acquire_once(ctx, key, ttl).await?;
+        let held = self.acquire_once(ctx, key, ttl, moments).await?;
         Ok(held.map(|held| held.to_lease(key)))
     }
 
@@ -255,18 +282,24 @@ impl MemcachedLock {
     }
 
     /// One acquire attempt in the mode the lock was opened in, as a `bool`.
-    async fn attempt_bool(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
+    async fn attempt_bool(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+        moments: &mut Moments,
+    ) -> Result<bool> {
         if self.is_quorum() {
             return Ok(self.quorum_acquire_once(ctx, key, ttl).await?.is_some());
         }
-        Ok(self.acquire_once(ctx, key, ttl).await?.is_some())
+        Ok(self.acquire_once(ctx, key, ttl, moments).await?.is_some())
     }
 
     /// Records the end of an acquire operation: its span's outcome and the metrics.
     fn acquire_ended<T>(
         &self,
         span: &Span,
-        started: Instant,
+        moments: &Moments,
         result: &Result<T>,
         got: impl FnOnce(&T) -> bool,
     ) {
@@ -279,7 +312,7 @@ impl MemcachedLock {
         record_outcome(span, outcome.label(), err);
         self.metrics
             .mode(self.is_quorum())
-            .acquired(outcome, started.elapsed());
+            .acquired(outcome, moments.took());
     }
 
     /// A release (of the key, or of the acquisition with `token`), traced and counted.
@@ -336,30 +369,34 @@ impl Lock for MemcachedLock {
         key: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let started = Instant::now();
+        let mut moments = Moments::now();
         let span = self.try_acquire_span(ctx, key, ttl);
-        let result = traced!(span, self.attempt_lease(ctx, key, ttl));
-        self.acquire_ended(&span, started, &result, Option::is_some);
+        let result = traced!(span, self.attempt_lease(ctx, key, ttl, &mut moments));
+        self.acquire_ended(&span, &moments, &result, Option::is_some);
         result
     }
 
     // The plain calls skip building a `Lease` and one boxed future: they are the hot path.
     async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
-        let started = Instant::now();
+        let mut moments = Moments::now();
         let span = self.try_acquire_span(ctx, key, ttl);
         let result = if !span.is_disabled() {
-            tracing::Instrument::instrument(self.attempt_bool(ctx, key, ttl), span.clone()).await
+            tracing::Instrument::instrument(
+                self.attempt_bool(ctx, key, ttl, &mut moments),
+                span.clone(),
+            )
+            .await
         } else if self.is_quorum() {
             // Without a subscriber, the attempt is awaited in place (no extra layer to move).
             self.quorum_acquire_once(ctx, key, ttl)
                 .await
                 .map(|held| held.is_some())
         } else {
-            self.acquire_once(ctx, key, ttl)
+            self.acquire_once(ctx, key, ttl, &mut moments)
                 .await
                 .map(|held| held.is_some())
         };
-        self.acquire_ended(&span, started, &result, |got| *got);
+        self.acquire_ended(&span, &moments, &result, |got| *got);
         result
     }
 
@@ -374,7 +411,7 @@ impl Lock for MemcachedLock {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<Lease> {
-        let started = Instant::now();
+        let moments = Moments::now();
         let span = self.described(
             op_span!("lock.acquire", "acquire", mode_label(self.is_quorum())),
             ctx,
@@ -391,9 +428,8 @@ impl Lock for MemcachedLock {
             acquire_with_retry(ctx, key, timeout, &policy, Some(&self.waiters), || {
                 attempts += 1;
                 let attempt = attempts;
-                let fut = self.attempt_lease(ctx, key, ttl);
                 async move {
-                    let result = fut.await;
+                    let result = self.attempt_lease(ctx, key, ttl, &mut Moments::now()).await;
                     tracing::debug!(
                         lock.attempt = attempt,
                         lock.outcome = match &result {
@@ -409,7 +445,7 @@ impl Lock for MemcachedLock {
             })
             .await
         });
-        self.acquire_ended(&span, started, &result, |_| true);
+        self.acquire_ended(&span, &moments, &result, |_| true);
         result
     }
 

@@ -93,10 +93,11 @@ impl MemcachedLock {
             let mut request = request.clone();
             answers.spawn(async move {
                 // Each server's expiry by its own clock.
-                let (expiry, sent) = match expiry::expiry_on(&ctx, &server, secs).await {
-                    Ok(placed) => placed,
-                    Err(e) => return (i, Err(e)),
-                };
+                let (expiry, sent) =
+                    match expiry::expiry_on(&ctx, &server, secs, Instant::now()).await {
+                        Ok(placed) => placed,
+                        Err(e) => return (i, Err(e)),
+                    };
                 slot(&placed)[i] = Some((expiry, sent));
                 request.ttl_secs = expiry.wire();
                 let call = Call::once();

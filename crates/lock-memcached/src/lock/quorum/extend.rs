@@ -117,7 +117,7 @@ async fn renew_on(
 ) -> Renewed {
     let mut cas = replica.map(|r| r.cas);
     for _ in 0..3 {
-        let Ok((expiry, sent)) = expiry::expiry_on(ctx, server, secs).await else {
+        let Ok((expiry, sent)) = expiry::expiry_on(ctx, server, secs, Instant::now()).await else {
             return Renewed::Unknown; // nothing was sent; the old CAS stays good
         };
         let (mode, call) = match (cas, replica) {
