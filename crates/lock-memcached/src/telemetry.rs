@@ -42,7 +42,8 @@ pub const REQUEST_DURATION: &str = "pip_lock_request_duration_seconds";
 pub const OUTCOME_UNKNOWN: &str = "pip_lock_outcome_unknown_total";
 /// Counter: server restarts detected (a new connection found another boot). Label `server`.
 pub const SERVER_RESTARTS: &str = "pip_lock_server_restarts_total";
-/// Gauge: 1 while a server is not marked down, 0 while it is. Label `server`.
+/// Gauge: how many open lock instances see a server up (each adds 1 while it has the server
+/// not marked down; a closed one takes its 1 back). Label `server`.
 pub const SERVERS_UP: &str = "pip_lock_servers_up";
 
 /// The `backend` label of this crate's metrics.

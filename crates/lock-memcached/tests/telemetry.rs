@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use commons::{ConfigParams, Context};
+use commons::{ConfigParams, Configurable, Context, Openable};
 use lock_core::{Lock, LockGuard};
 use lock_memcached::telemetry::{
     ACQUIRE_DURATION, ACQUIRES, HELD_LEASES, LEASES_LOST, OUTCOME_UNKNOWN, RELEASES,
-    REQUEST_DURATION, SERVER_RESTARTS,
+    REQUEST_DURATION, SERVER_RESTARTS, SERVERS_UP,
 };
-use lock_memcached::{MemcachedLockConfig, TelemetryKey};
+use lock_memcached::{MemcachedLock, MemcachedLockConfig, TelemetryKey};
 use memcached_testkit::MemcachedServer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use support::{TTL, open_lock, unique_key};
@@ -515,4 +515,106 @@ async fn the_recorder_counts_acquires_busy_results_a_lost_lease_and_a_restart() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen, "the restart was counted");
+}
+
+#[tokio::test]
+async fn servers_up_counts_each_open_lock_while_it_sees_the_server_up() {
+    let _serial = serial().await;
+    let ctx = Context::new();
+    let server = memcached();
+    let address = server.address();
+    let up = || Metrics::now().gauge(SERVERS_UP, &[("server", &address)]);
+    let before = up();
+    let a = open_lock(
+        &address,
+        &[("options.failures", "1"), ("options.timeout", "200")],
+    )
+    .await;
+    let b = open_lock(&address, &[]).await;
+    assert_eq!(up() - before, 2.0, "two open locks see the server up");
+
+    // Marked down by `a` (one failure is enough): `a` no longer counts it.
+    server.pause();
+    let _ = a
+        .try_acquire_lock(&ctx, &unique_key("telemetry-down"), TTL)
+        .await
+        .expect_err("the server is stopped");
+    assert_eq!(up() - before, 1.0, "`a` marked it down");
+    server.resume();
+
+    b.close(&ctx).await.expect("close");
+    assert_eq!(up() - before, 0.0, "a closed lock leaves the gauge");
+    a.close(&ctx).await.expect("close");
+    assert_eq!(
+        up() - before,
+        0.0,
+        "a lock that saw the server down had nothing to take back"
+    );
+}
+
+#[tokio::test]
+async fn a_quorum_server_is_reported_entering_and_leaving_quarantine() {
+    let _serial = serial().await;
+    let ctx = Context::new();
+    let servers: Vec<MemcachedServer> = (0..3).map(|_| memcached()).collect();
+    let hosts: Vec<String> = servers.iter().map(MemcachedServer::address).collect();
+    let lock = MemcachedLock::new();
+    lock.configure(&ConfigParams::from_tuples([
+        ("connection.uri", format!("memcached://{}", hosts.join(","))),
+        ("options.mode", "quorum".to_string()),
+        ("options.max_ttl", "2000".to_string()),
+        ("options.quarantine", "2000".to_string()),
+    ]))
+    .expect("configure");
+    let (capture, _guard) = capture();
+    lock.open(&ctx).await.expect("open");
+    // Just started: every server is in quarantine, no majority counts.
+    let err = lock
+        .try_acquire_lock(
+            &ctx,
+            &unique_key("telemetry-quarantine"),
+            Duration::from_secs(2),
+        )
+        .await
+        .expect_err("no server counts yet");
+    assert_eq!(err.code(), lock_memcached::codes::NO_QUORUM, "{err}");
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert!(
+        lock.try_acquire_lock(
+            &ctx,
+            &unique_key("telemetry-quarantine"),
+            Duration::from_secs(2)
+        )
+        .await
+        .expect("after the quarantine")
+    );
+    // Once each: later answers say nothing more.
+    assert!(
+        lock.try_acquire_lock(
+            &ctx,
+            &unique_key("telemetry-quarantine"),
+            Duration::from_secs(2)
+        )
+        .await
+        .expect("again")
+    );
+    let events = capture.events();
+    let reported = |message: &str, host: &str| {
+        events
+            .iter()
+            .filter(|e| e.name.starts_with(message) && e.field("server.address") == Some(host))
+            .count()
+    };
+    for host in &hosts {
+        assert_eq!(
+            reported("memcached server in quarantine", host),
+            1,
+            "{events:#?}"
+        );
+        assert_eq!(
+            reported("memcached server out of quarantine", host),
+            1,
+            "{events:#?}"
+        );
+    }
 }

@@ -43,8 +43,13 @@ pub(crate) struct ServerHealth {
     clock: ServerClock,
     /// The boot last reported as counted out of a quorum (warned about once per boot).
     quarantine_noted: Mutex<Option<ServerIdentity>>,
-    /// `pip_lock_servers_up` for this server.
+    /// Whether that boot was reported in quarantine and not yet out of it: lets the hot path
+    /// of a counted answer skip the mutex.
+    quarantine_open: AtomicBool,
+    /// `pip_lock_servers_up` for this server: this instance adds 1 while it sees the server
+    /// up (`counted_up`), so several locks in one process add up and a closed one leaves.
     up: Gauge,
+    counted_up: AtomicBool,
     /// `pip_lock_server_restarts_total` for this server.
     restarts: Counter,
 }
@@ -61,11 +66,13 @@ impl ServerHealth {
             identity_changes: AtomicU32::new(0),
             clock: ServerClock::default(),
             quarantine_noted: Mutex::new(None),
+            quarantine_open: AtomicBool::new(false),
             up: {
                 let up = metrics::gauge!(SERVERS_UP, "server" => address.to_string());
-                up.set(1.0);
+                up.increment(1.0);
                 up
             },
+            counted_up: AtomicBool::new(true),
             restarts: metrics::counter!(SERVER_RESTARTS, "server" => address.to_string()),
             address,
         }
@@ -79,12 +86,30 @@ impl ServerHealth {
             return;
         }
         *noted = Some(identity);
+        self.quarantine_open.store(true, Ordering::Release);
         tracing::warn!(
             server.address = %self.address,
             server.pid = identity.pid,
             "memcached server in quarantine (recently restarted, flushed or its boot marker \
              evicted): its answers do not count towards a majority until its memory is older \
              than options.quarantine"
+        );
+    }
+
+    /// Reports, once, that the boot `identity`, earlier reported in quarantine, answered
+    /// outside it: its answers count towards a quorum again.
+    pub(crate) fn note_counted(&self, identity: ServerIdentity) {
+        if !self.quarantine_open.load(Ordering::Acquire) {
+            return;
+        }
+        let noted = lock(&self.quarantine_noted);
+        if *noted != Some(identity) || !self.quarantine_open.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(
+            server.address = %self.address,
+            server.pid = identity.pid,
+            "memcached server out of quarantine: its answers count towards a majority again"
         );
     }
 
@@ -192,7 +217,7 @@ impl ServerHealth {
         let mut failures = lock(&self.failures);
         failures.consecutive = 0;
         if failures.down_until.take().is_some() {
-            self.up.set(1.0);
+            self.count_up(true);
             tracing::warn!(server.address = %self.address, "memcached server up again");
         }
         self.troubled.store(false, Ordering::Release);
@@ -211,7 +236,7 @@ impl ServerHealth {
             let was_down = failures.down_until.is_some_and(|until| until > now);
             failures.down_until = Some(now + self.retry);
             if !was_down {
-                self.up.set(0.0);
+                self.count_up(false);
                 tracing::warn!(
                     server.address = %self.address,
                     failures = failures.consecutive,
@@ -221,6 +246,26 @@ impl ServerHealth {
                 );
             }
         }
+    }
+}
+
+impl ServerHealth {
+    /// Moves this instance's share of `pip_lock_servers_up` to `up`.
+    fn count_up(&self, up: bool) {
+        if self.counted_up.swap(up, Ordering::AcqRel) != up {
+            if up {
+                self.up.increment(1.0);
+            } else {
+                self.up.decrement(1.0);
+            }
+        }
+    }
+}
+
+impl Drop for ServerHealth {
+    // A closed lock no longer reports the server up.
+    fn drop(&mut self) {
+        self.count_up(false);
     }
 }
 

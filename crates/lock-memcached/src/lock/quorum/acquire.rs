@@ -218,6 +218,8 @@ fn record(
     let quarantined = in_quarantine(&servers[i], executed.identity, config);
     if quarantined {
         servers[i].health().note_quarantine(executed.identity);
+    } else {
+        servers[i].health().note_counted(executed.identity);
     }
     let Reply::Acquired(pair) = executed.reply else {
         tally.said[i] = "an unexpected reply".to_string();

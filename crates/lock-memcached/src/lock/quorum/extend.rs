@@ -54,7 +54,10 @@ impl MemcachedLock {
             let Ok((i, outcome)) = joined else { continue };
             match outcome {
                 Renewed::Yes(replica, trusted_until) => {
-                    if !in_quarantine(&servers[i], replica.identity, config) {
+                    if in_quarantine(&servers[i], replica.identity, config) {
+                        servers[i].health().note_quarantine(replica.identity);
+                    } else {
+                        servers[i].health().note_counted(replica.identity);
                         confirmed += 1;
                     }
                     // Never past when a renewed item may expire by its server's clock.
