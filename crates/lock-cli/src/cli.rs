@@ -176,6 +176,12 @@ pub(crate) struct RunArgs {
     /// Run the command through `sh -c` (the words after `--` are joined with spaces).
     #[arg(long)]
     pub(crate) shell: bool,
+
+    /// Serve the lock's metrics (docs/observability.md) in the Prometheus text format on
+    /// this address (`ip:port`, any path, e.g. `127.0.0.1:9464/metrics`) while the command
+    /// runs. An address that cannot be listened on exits 78 before the lock is taken.
+    #[arg(long, env = "PIP_LOCK_METRICS_ADDR", value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `inspect KEY`.

@@ -26,7 +26,7 @@ pub(crate) const LOCK_LOST: u8 = 75;
 /// (`EX_NOPERM`).
 pub(crate) const AUTH: u8 = 77;
 /// The configuration is wrong: an unreadable or invalid file, no lock component in it, a
-/// bad option (`EX_CONFIG`).
+/// bad option, a `--metrics-addr` that cannot be listened on (`EX_CONFIG`).
 pub(crate) const CONFIG: u8 = 78;
 /// The command was found but could not be executed (as in the shell).
 pub(crate) const CANNOT_EXECUTE: u8 = 126;

@@ -26,6 +26,10 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Runs the subcommand; the exit code on every path that is not an error.
 pub(crate) async fn run(args: &RunArgs, source: &Source, ctx: &Context) -> Result<u8, Failure> {
+    // Before the lock is made: its metric handles are registered when it opens.
+    if let Some(addr) = args.metrics_addr {
+        serve_metrics(addr)?;
+    }
     let mut signals = Signals::catch().map_err(|e| Failure {
         code: exit::FAILURE,
         message: format!("cannot catch signals: {e}"),
@@ -166,4 +170,17 @@ async fn held_by(backend: &Backend, ctx: &Context, key: &str) -> String {
             .unwrap_or_default(),
         _ => String::new(),
     }
+}
+
+/// Installs a Prometheus recorder answering on `addr` (on this runtime, until pip-lock exits).
+fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), Failure> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| Failure {
+            code: exit::CONFIG,
+            message: format!("--metrics-addr {addr}: cannot serve metrics there: {e}"),
+        })?;
+    tracing::debug!(%addr, "serving metrics");
+    Ok(())
 }

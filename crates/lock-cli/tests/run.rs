@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use memcached_testkit::MemcachedServer;
 use nix::sys::signal::Signal;
 use support::{
-    HUNG, ends_within, finish, hold, inspect, is_alive, kill_quietly, pip_lock, scratch_dir, send,
-    unique_key, wait_for_exit, wait_for_line,
+    HUNG, closed_port, ends_within, finish, hold, inspect, is_alive, kill_quietly, pip_lock,
+    scratch_dir, send, unique_key, wait_for_exit, wait_for_line,
 };
 
 fn server() -> MemcachedServer {
@@ -329,4 +329,104 @@ fn a_signal_while_waiting_for_the_lock_stops_waiting_and_runs_nothing() {
     assert!(!marker.exists(), "the command ran after the signal");
     assert!(inspect(&server.address(), &key)["held"].as_bool().unwrap());
     stop(holder);
+}
+
+/// The body of `GET /metrics` on `127.0.0.1:port` (HTTP/1.0: the server closes when done).
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(HUNG)).expect("timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+}
+
+/// The value of the sample `name{...}` whose labels include `label`.
+fn sample(body: &str, name: &str, label: &str) -> Option<f64> {
+    body.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_are_served_in_the_prometheus_format_while_the_command_runs() {
+    let server = server();
+    let dir = scratch_dir("metrics");
+    let key = unique_key("metrics");
+    let port = closed_port();
+    let ready = dir.join("ready");
+    let holder = pip_lock(&server.address())
+        .args([
+            "run",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--shell",
+            &key,
+            "--",
+        ])
+        .arg(format!("echo ready > '{}'; exec sleep 60", ready.display()))
+        .spawn()
+        .expect("start pip-lock");
+    wait_for_line(&ready, HUNG);
+    let body = scrape(port);
+    let done = stop(holder);
+    assert_eq!(
+        sample(&body, "pip_lock_acquires_total", "result=\"acquired\""),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "pip_lock_held_leases", "mode=\"sharded\""),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "pip_lock_servers_up",
+            &format!("server=\"{}\"", server.address())
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(done.code, Some(128 + 15), "{}", done.stderr);
+}
+
+#[test]
+fn a_metrics_address_that_cannot_be_served_exits_78_before_taking_the_lock() {
+    let server = server();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address").to_string();
+    let key = unique_key("metrics-in-use");
+    let done = finish(pip_lock(&server.address()).args([
+        "run",
+        "--metrics-addr",
+        &addr,
+        &key,
+        "--",
+        "true",
+    ]));
+    assert_eq!(done.code, Some(78), "{}", done.stderr);
+    assert!(done.stderr.contains("--metrics-addr"), "{}", done.stderr);
+    assert_eq!(inspect(&server.address(), &key)["held"], false);
+
+    let done = finish(pip_lock(&server.address()).args([
+        "run",
+        "--metrics-addr",
+        "not-an-address",
+        &key,
+        "--",
+        "true",
+    ]));
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(done.stderr.contains("--metrics-addr"), "{}", done.stderr);
 }

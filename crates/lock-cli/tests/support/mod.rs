@@ -42,6 +42,7 @@ pub(crate) fn bare_pip_lock() -> Command {
         "PIP_LOCK_TLS_CERT",
         "PIP_LOCK_TLS_KEY",
         "PIP_LOCK_LOG_LEVEL",
+        "PIP_LOCK_METRICS_ADDR",
         "PIP_LOCK_KEY",
         "PIP_LOCK_FENCING_TOKEN",
         "PIP_LOCK_TTL_MS",
