@@ -1,8 +1,8 @@
 //! `MemoryLock`, the in-process lock, and `NullLock`, the lock that always succeeds.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +11,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::time::Instant;
 
+use crate::telemetry::{AcquireResult, Done, OperationMetrics};
 use crate::{Lease, LocalWaiters, Lock, LockInfo, RetryPolicy, acquire_with_retry};
 
 /// The span of one `MemoryLock` operation: at `debug` (the operations take well under a
@@ -44,6 +45,15 @@ fn record_outcome<T>(
             .record("lock.outcome", "error")
             .record("error.type", e.code()),
     };
+}
+
+/// A release's or an extend's result for the metrics.
+fn done<T>(result: &Result<T>, yes: impl FnOnce(&T) -> bool) -> Done {
+    match result {
+        Ok(value) if yes(value) => Done::Yes,
+        Ok(_) => Done::No,
+        Err(_) => Done::Error,
+    }
 }
 
 fn acquired<T>(got: &Option<T>) -> &'static str {
@@ -354,6 +364,8 @@ pub struct MemoryLock {
     owner: u64,
     table: Arc<MemoryLockTable>,
     settings: AtomicSettings,
+    /// Registered on first use (backend `memory`, mode `local`).
+    metrics: OnceLock<OperationMetrics>,
 }
 
 impl fmt::Debug for MemoryLock {
@@ -385,6 +397,7 @@ impl MemoryLock {
             owner: table.next_owner(),
             table,
             settings: AtomicSettings::new(Settings::default()),
+            metrics: OnceLock::new(),
         }
     }
 
@@ -492,6 +505,7 @@ impl Lock for MemoryLock {
         let result =
             span.in_scope(|| Ok(self.take(ctx, key, ttl)?.map(|h| Self::lease(key, ttl, &h))));
         record_outcome(&span, &result, acquired);
+        self.count_acquire(&result, Option::is_some, None);
         result
     }
 
@@ -502,6 +516,7 @@ impl Lock for MemoryLock {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<Lease> {
+        let started = Instant::now();
         let policy = self.settings.retry();
         let span = memory_span!("lock.acquire", ctx, key);
         let result = tracing::Instrument::instrument(
@@ -522,6 +537,7 @@ impl Lock for MemoryLock {
         )
         .await;
         record_outcome(&span, &result, |_| "acquired");
+        self.count_acquire(&result, |_| true, Some(started.elapsed()));
         result
     }
 
@@ -529,6 +545,7 @@ impl Lock for MemoryLock {
         let span = memory_span!("lock.release", ctx, key);
         let result = span.in_scope(|| self.release(ctx, key, None));
         record_outcome(&span, &result, released);
+        self.count_release(&result);
         result
     }
 
@@ -540,6 +557,7 @@ impl Lock for MemoryLock {
             Err(_) => Ok(false),
         });
         record_outcome(&span, &result, released);
+        self.count_release(&result);
         result
     }
 
@@ -549,6 +567,7 @@ impl Lock for MemoryLock {
         record_outcome(&span, &result, |l| {
             if l.is_some() { "extended" } else { "lost" }
         });
+        self.metrics().extended(done(&result, Option::is_some));
         result
     }
 
@@ -561,6 +580,7 @@ impl Lock for MemoryLock {
         let span = memory_span!("lock.try_acquire", ctx, key);
         let result = span.in_scope(|| Ok(self.take(ctx, key, ttl)?.is_some()));
         record_outcome(&span, &result, |&got| if got { "acquired" } else { "busy" });
+        self.count_acquire(&result, |&got| got, None);
         result
     }
 
@@ -568,11 +588,38 @@ impl Lock for MemoryLock {
         let span = memory_span!("lock.release", ctx, key);
         let result = span.in_scope(|| self.release(ctx, key, None));
         record_outcome(&span, &result, released);
+        self.count_release(&result);
         result.map(|_| ())
     }
 }
 
 impl MemoryLock {
+    fn metrics(&self) -> &OperationMetrics {
+        self.metrics
+            .get_or_init(|| OperationMetrics::register("memory", "local"))
+    }
+
+    /// Counts an acquire; only waiting acquires are timed (a try takes well under a
+    /// microsecond, less than reading the clock twice).
+    fn count_acquire<T>(
+        &self,
+        result: &Result<T>,
+        got: impl FnOnce(&T) -> bool,
+        took: Option<Duration>,
+    ) {
+        let outcome = match result {
+            Ok(value) if got(value) => AcquireResult::Acquired,
+            Ok(_) => AcquireResult::Busy,
+            Err(e) if e.code() == codes::LOCK_TIMEOUT => AcquireResult::TimedOut,
+            Err(_) => AcquireResult::Error,
+        };
+        self.metrics().acquired(outcome, took);
+    }
+
+    fn count_release(&self, result: &Result<bool>) {
+        self.metrics().released(done(result, |&deleted| deleted));
+    }
+
     fn extend(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {
         check_key(ctx, key)?;
         let now = Instant::now();

@@ -8,32 +8,18 @@
 //! the locks are created and opened. The lock key is never a metric label; in spans it is
 //! shown as `options.telemetry_key` says.
 
-use std::fmt;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use commons::Error;
 use md5::{Digest, Md5};
-use metrics::{Counter, Histogram};
 use tracing::Span;
 
-pub use lock_core::telemetry::LEASES_LOST;
+pub(crate) use lock_core::telemetry::{AcquireResult, Done, OperationMetrics};
 
-/// Histogram (seconds): one lock operation that acquires (`try_acquire_*`: one attempt;
-/// `acquire_*`: every attempt until acquired or timed out). Labels `backend`, `mode`,
-/// `result` (`acquired`, `busy`, `timed_out`, `error`).
-pub const ACQUIRE_DURATION: &str = "pip_lock_acquire_duration_seconds";
-/// Counter: acquire operations by result. Labels `backend`, `mode`, `result`.
-pub const ACQUIRES: &str = "pip_lock_acquires_total";
-/// Counter: releases by result (`released`, `not_ours`, `error`). Labels `backend`, `mode`,
-/// `result`.
-pub const RELEASES: &str = "pip_lock_releases_total";
-/// Counter: extends by result (`extended`, `lost`, `error`). Labels `backend`, `mode`,
-/// `result`.
-pub const EXTENDS: &str = "pip_lock_extends_total";
-/// Gauge: lease records held by lock instances (several instances add up). Labels
-/// `backend`, `mode`.
-pub const HELD_LEASES: &str = "pip_lock_held_leases";
+pub use lock_core::telemetry::{
+    ACQUIRE_DURATION, ACQUIRES, EXTENDS, HELD_LEASES, LEASES_LOST, RELEASES,
+};
+
 /// Histogram (seconds): one request to one memcached server, retries included. Labels
 /// `server` (the configured address), `command` (`ms+ma`, `md`, `mg`, ...), `result`
 /// (`ok`, `error`).
@@ -119,118 +105,21 @@ pub(crate) fn record_outcome(span: &Span, outcome: &'static str, err: Option<&Er
     }
 }
 
-/// An acquire's result, as a metric label and a span outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AcquireResult {
-    Acquired,
-    Busy,
-    TimedOut,
-    Error,
-}
-
-impl AcquireResult {
-    const ALL: [AcquireResult; 4] = [
-        AcquireResult::Acquired,
-        AcquireResult::Busy,
-        AcquireResult::TimedOut,
-        AcquireResult::Error,
-    ];
-
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            AcquireResult::Acquired => "acquired",
-            AcquireResult::Busy => "busy",
-            AcquireResult::TimedOut => "timed_out",
-            AcquireResult::Error => "error",
-        }
-    }
-}
-
-/// A release's or an extend's result: done (`released` / `extended`), refused (`not_ours` /
-/// `lost`), or an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Done {
-    Yes,
-    No,
-    Error,
-}
-
-impl Done {
-    const ALL: [Done; 3] = [Done::Yes, Done::No, Done::Error];
-
-    pub(crate) fn release_label(self) -> &'static str {
-        match self {
-            Done::Yes => "released",
-            Done::No => "not_ours",
-            Done::Error => "error",
-        }
-    }
-
-    pub(crate) fn extend_label(self) -> &'static str {
-        match self {
-            Done::Yes => "extended",
-            Done::No => "lost",
-            Done::Error => "error",
-        }
-    }
-}
-
-/// The handles of one lock instance in one mode, registered on first use.
-pub(crate) struct ModeMetrics {
-    acquires: [Counter; 4],
-    acquire_duration: [Histogram; 4],
-    releases: [Counter; 3],
-    extends: [Counter; 3],
-}
-
-impl fmt::Debug for ModeMetrics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ModeMetrics").finish_non_exhaustive()
-    }
-}
-
-impl ModeMetrics {
-    fn register(mode: &'static str) -> Self {
-        let labels =
-            |result: &'static str| [("backend", BACKEND), ("mode", mode), ("result", result)];
-        ModeMetrics {
-            acquires: AcquireResult::ALL.map(|r| metrics::counter!(ACQUIRES, &labels(r.label()))),
-            acquire_duration: AcquireResult::ALL
-                .map(|r| metrics::histogram!(ACQUIRE_DURATION, &labels(r.label()))),
-            releases: Done::ALL.map(|r| metrics::counter!(RELEASES, &labels(r.release_label()))),
-            extends: Done::ALL.map(|r| metrics::counter!(EXTENDS, &labels(r.extend_label()))),
-        }
-    }
-
-    pub(crate) fn acquired(&self, result: AcquireResult, took: Duration) {
-        let i = result as usize;
-        self.acquires[i].increment(1);
-        self.acquire_duration[i].record(took.as_secs_f64());
-    }
-
-    pub(crate) fn released(&self, result: Done) {
-        self.releases[result as usize].increment(1);
-    }
-
-    pub(crate) fn extended(&self, result: Done) {
-        self.extends[result as usize].increment(1);
-    }
-}
-
 /// The metric handles of one lock instance, one set per mode, each registered on first use.
 #[derive(Debug, Default)]
 pub(crate) struct LockMetrics {
-    sharded: OnceLock<ModeMetrics>,
-    quorum: OnceLock<ModeMetrics>,
+    sharded: OnceLock<OperationMetrics>,
+    quorum: OnceLock<OperationMetrics>,
 }
 
 impl LockMetrics {
-    pub(crate) fn mode(&self, quorum: bool) -> &ModeMetrics {
+    pub(crate) fn mode(&self, quorum: bool) -> &OperationMetrics {
         if quorum {
-            self.quorum.get_or_init(|| ModeMetrics::register("quorum"))
+            self.quorum
+                .get_or_init(|| OperationMetrics::register(BACKEND, "quorum"))
         } else {
             self.sharded
-                .get_or_init(|| ModeMetrics::register("sharded"))
+                .get_or_init(|| OperationMetrics::register(BACKEND, "sharded"))
         }
     }
 }

@@ -312,7 +312,7 @@ impl MemcachedLock {
         record_outcome(span, outcome.label(), err);
         self.metrics
             .mode(self.is_quorum())
-            .acquired(outcome, moments.took());
+            .acquired(outcome, Some(moments.took()));
     }
 
     /// A release (of the key, or of the acquisition with `token`), traced and counted.
