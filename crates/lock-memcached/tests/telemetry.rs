@@ -628,3 +628,41 @@ async fn a_quorum_server_is_reported_entering_and_leaving_quarantine() {
         "a server was seen leaving quarantine: {events:#?}"
     );
 }
+
+#[tokio::test]
+async fn memory_lock_operations_are_counted_under_the_same_names() {
+    let _serial = serial().await;
+    let ctx = Context::new();
+    let before = Metrics::now();
+    let lock = lock_core::MemoryLock::new();
+    let other = lock.shared_with();
+    let key = unique_key("telemetry-memory");
+    assert!(lock.try_acquire_lock(&ctx, &key, TTL).await.unwrap());
+    assert!(!other.try_acquire_lock(&ctx, &key, TTL).await.unwrap());
+    let err = other
+        .acquire_lock(&ctx, &key, TTL, Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), commons::codes::LOCK_TIMEOUT);
+    assert!(lock.extend_lease(&ctx, &key, TTL).await.unwrap().is_some());
+    assert!(!other.release_owned(&ctx, &key).await.unwrap());
+    assert!(lock.release_owned(&ctx, &key).await.unwrap());
+    let after = Metrics::now();
+
+    let memory =
+        |result: &'static str| [("backend", "memory"), ("mode", "local"), ("result", result)];
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        after.counter(name, labels) - before.counter(name, labels)
+    };
+    assert_eq!(delta(ACQUIRES, &memory("acquired")), 1);
+    assert_eq!(delta(ACQUIRES, &memory("busy")), 1);
+    assert_eq!(delta(ACQUIRES, &memory("timed_out")), 1);
+    assert_eq!(delta(EXTENDS, &memory("extended")), 1);
+    assert_eq!(delta(RELEASES, &memory("released")), 1);
+    assert_eq!(delta(RELEASES, &memory("not_ours")), 1);
+    assert_eq!(
+        after.samples(ACQUIRE_DURATION, &memory("timed_out")),
+        1,
+        "a waiting acquire is timed"
+    );
+}
