@@ -9,9 +9,9 @@ mod probe;
 use std::sync::Arc;
 
 use commons::{Error, ErrorKind};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
-pub(crate) use connection::Connection;
+pub(crate) use connection::{Answer, Connection};
 use pool::Pool;
 
 use super::codec::{Reply, Request};
@@ -66,24 +66,24 @@ impl Transport for MetaTransport {
         deadline: Instant,
         late: Option<&LateSender>,
     ) -> Result<Reply, ExchangeError> {
-        let mut pending = match conn.send_with_late(req.clone(), late.cloned()) {
+        // The connection's task keeps the deadline: no timer per request here.
+        let mut pending = match conn.send_with_late(req.clone(), late.cloned(), Some(deadline)) {
             Ok(p) => p,
             Err(e) => {
                 self.pool.discard(&conn);
                 return Err(ExchangeError::Failed(e));
             }
         };
-        match timeout_at(deadline, pending.wait()).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => {
+        match pending.answer().await {
+            Answer::Reply(reply) => Ok(reply),
+            Answer::Failed(e) => {
                 // A refused key says nothing about the connection.
                 if e.kind() != ErrorKind::BadRequest {
                     self.pool.discard(&conn);
                 }
                 Err(ExchangeError::Failed(e))
             }
-            Err(_) => {
-                let sent = pending.abandon();
+            Answer::Expired { sent } => {
                 if sent && late.is_some() {
                     // The reply still tells what happened, on this connection only: it is
                     // taken out of the pool (the server is slow or paused) but kept open

@@ -166,6 +166,77 @@ async fn a_dropped_caller_does_not_shift_replies_and_unsent_requests_are_never_w
 }
 
 #[tokio::test]
+async fn the_connection_keeps_each_requests_deadline() {
+    use crate::client::meta::Answer;
+    use crate::client::{ServerIdentity, late_channel};
+    use tokio::time::Instant;
+
+    let mc = start();
+    let conn = Connection::open(
+        &peer(&mc.address()),
+        Duration::from_secs(3),
+        1024 * 1024,
+        None,
+        None,
+    )
+    .await
+    .expect("connect");
+    assert!(matches!(
+        conn.call(add("kept", b"value", 60)).await,
+        Ok(Reply::Hd(_))
+    ));
+
+    // Past its deadline before the task ran: answered at once, never written.
+    let mut stale = conn
+        .send_with_late(Arc::new(add("stale", b"x", 60)), None, Some(Instant::now()))
+        .expect("send");
+    assert!(matches!(
+        stale.answer().await,
+        Answer::Expired { sent: false }
+    ));
+
+    // Written to a stopped server: expired at its deadline; the reply, when the server
+    // answers, goes to the late receiver.
+    mc.pause();
+    let (late, late_reply) = late_channel();
+    late.attach(ServerIdentity {
+        pid: 1,
+        boot_epoch: 1,
+        boot_marker: 1,
+    });
+    let started = Instant::now();
+    let mut written = conn
+        .send_with_late(
+            Arc::new(get("kept")),
+            Some(late),
+            Some(started + Duration::from_millis(200)),
+        )
+        .expect("send");
+    let answer = tokio::time::timeout(Duration::from_secs(3), written.answer())
+        .await
+        .expect("answered by its deadline, not by the reply");
+    assert!(
+        matches!(answer, Answer::Expired { sent: true }),
+        "{answer:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(written);
+    mc.resume();
+    let late = tokio::time::timeout(Duration::from_secs(3), late_reply.wait())
+        .await
+        .expect("the late reply arrives")
+        .expect("a late reply")
+        .expect("not an error");
+    assert!(
+        matches!(late.0, Reply::Va { ref data, .. } if data == b"value"),
+        "{late:?}"
+    );
+    // The stale request was never written, and the stream is still in step.
+    assert_eq!(conn.call(get("stale")).await.expect("get"), Reply::En);
+    assert!(conn.is_alive());
+}
+
+#[tokio::test]
 async fn timeouts_are_classified() {
     let mc = start();
     let options = ClientOptions {
