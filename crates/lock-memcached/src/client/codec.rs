@@ -474,14 +474,20 @@ pub(crate) fn parse_with_limit(
         else {
             return Ok(None);
         };
-        let Some((counter, more)) =
-            parse_general(&buf[used..], ReplyShape::Count { opaque }, max_value)?
-        else {
-            return Ok(None);
-        };
-        let clock = match counter {
-            Reply::Count(_) => counter_clock(&buf[used..used + more])?,
-            _ => None,
+        let (counter, more, clock) = match parse_count_fast(&buf[used..], opaque) {
+            Some(fast) => fast,
+            None => {
+                let Some((counter, more)) =
+                    parse_general(&buf[used..], ReplyShape::Count { opaque }, max_value)?
+                else {
+                    return Ok(None);
+                };
+                let clock = match counter {
+                    Reply::Count(_) => counter_clock(&buf[used..used + more])?,
+                    _ => None,
+                };
+                (counter, more, clock)
+            }
         };
         let reply = Reply::Acquired(Box::new(AcquireReplies {
             stored,
@@ -564,6 +570,45 @@ fn parse_status_fast(buf: &[u8], expect: ReplyShape) -> Option<(Reply, usize)> {
         _ => Reply::En,
     };
     Some((reply, nl + 1))
+}
+
+/// The hot path of a fencing counter's reply: a complete, well-formed
+/// `VA <len> [t<ttl>] [O<opaque>] ...` line and its digits, parsed straight from the bytes,
+/// with the clock reading its ttl gives (as [`counter_clock`]). Anything else is `None`, and
+/// the general parser decides.
+fn parse_count_fast(buf: &[u8], opaque: u32) -> Option<(Reply, usize, Option<i64>)> {
+    let window = &buf[..buf.len().min(MAX_LINE + 2)];
+    let nl = window.iter().position(|&b| b == b'\n')?;
+    if nl < 4 || buf[nl - 1] != b'\r' || !buf.starts_with(b"VA ") {
+        return None;
+    }
+    let mut tokens = buf[3..nl - 1].split(|&b| b == b' ');
+    let len = usize::try_from(fast_u64(tokens.next()?)?).ok()?;
+    if len == 0 || len > 20 {
+        return None;
+    }
+    let mut flags = MetaFlags::default();
+    for token in tokens {
+        let (&flag, value) = token.split_first()?;
+        match flag {
+            b'O' => flags.opaque = Some(u32::try_from(fast_u64(value)?).ok()?),
+            b't' => flags.ttl = Some(i64::try_from(fast_u64(value)?).ok()?),
+            b'c' => flags.cas = Some(fast_u64(value)?),
+            f if f.is_ascii_alphabetic() && value.iter().all(|&b| b > b' ' && b < 0x7f) => {}
+            _ => return None,
+        }
+    }
+    if flags.opaque != Some(opaque) {
+        return None;
+    }
+    let start = nl + 1;
+    let end = start + len;
+    if buf.len() < end + 2 || &buf[end..end + 2] != b"\r\n" {
+        return None;
+    }
+    let value = fast_u64(&buf[start..end])?;
+    let clock = flags.ttl.map(|t| i64::from(CLOCK_EXPIRY) - t);
+    Some((Reply::Count(value), end + 2, clock))
 }
 
 /// Decimal digits only (no sign), without overflow; `None` otherwise.
@@ -1242,6 +1287,55 @@ mod tests {
                         String::from_utf8_lossy(&bytes)
                     );
                 }
+            }
+        }
+        assert!(
+            fast_hits > 1000,
+            "the fast path was hardly exercised: {fast_hits}"
+        );
+    }
+
+    #[test]
+    fn the_counter_fast_path_agrees_with_the_general_parser() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0de);
+        let seeds: Vec<Vec<u8>> = [
+            &b"VA 19 t394054 O7\r\n1764547200000000000\r\n"[..],
+            b"VA 1 O7 t0\r\n5\r\n",
+            b"VA 2 t-1 O7\r\n12\r\n",
+            b"VA 2 O7\r\n12\r\n",
+            b"VA 3 t5 O7 kabc\r\n123\r\n",
+            b"VA 20 t1 O7\r\n18446744073709551615\r\n",
+            b"VA 20 t1 O7\r\n18446744073709551616\r\n",
+            b"VA 2 t1  O7\r\n12\r\n",
+            b"VA 2 t1 O8\r\n12\r\n",
+            b"VA 2 t1 O7\r\n1x\r\n",
+            b"VA 2 t1 O7\r\n12",
+            b"NF O7\r\n",
+        ]
+        .map(<[u8]>::to_vec)
+        .to_vec();
+        let mut fast_hits = 0;
+        for i in 0..40_000 {
+            let mut bytes = seeds[i % seeds.len()].clone();
+            if i >= seeds.len() {
+                mutate(&mut rng, &mut bytes, 3, b"0123456789 -\r\nOtVA");
+            }
+            if let Some((reply, used, clock)) = parse_count_fast(&bytes, 7) {
+                fast_hits += 1;
+                let shape = ReplyShape::Count { opaque: 7 };
+                let general = parse_general(&bytes, shape, DEFAULT_MAX_VALUE);
+                assert_eq!(
+                    general,
+                    Ok(Some((reply, used))),
+                    "{:?}",
+                    String::from_utf8_lossy(&bytes)
+                );
+                assert_eq!(
+                    counter_clock(&bytes[..used]),
+                    Ok(clock),
+                    "{:?}",
+                    String::from_utf8_lossy(&bytes)
+                );
             }
         }
         assert!(

@@ -65,7 +65,20 @@ impl Endpoint {
     forward! {
         /// Opens (or reuses) one connection and probes it.
         async fn check(&self, ctx: &Context) -> Result<ServerIdentity, Error>;
-        /// Runs `req` as `call` says; see [`Server::call`].
-        async fn call(&self, ctx: &Context, req: Request, call: &Call) -> Result<Executed, Error>;
+    }
+
+    /// Runs `req` as `call` says; see [`Server::call`]. The classic transport's future is
+    /// boxed: it is much larger than the meta one's, and an enum's future is as large as its
+    /// largest arm (every request of the meta path would move it around).
+    pub(crate) async fn call(
+        &self,
+        ctx: &Context,
+        req: Request,
+        call: &Call,
+    ) -> Result<Executed, Error> {
+        match self {
+            Endpoint::Meta(s) => s.call(ctx, req, call).await,
+            Endpoint::Classic(s) => Box::pin(s.call(ctx, req, call)).await,
+        }
     }
 }

@@ -21,7 +21,9 @@ impl MemcachedLock {
     ) -> Result<bool> {
         let opened = self.opened(ctx)?;
         if self.is_quorum() {
-            return self.quorum_release(ctx, &opened, key, token).await;
+            // Boxed (here and for the other quorum operations): the sharded path's future
+            // stays small, and is moved at each await.
+            return Box::pin(self.quorum_release(ctx, &opened, key, token)).await;
         }
         let Some(held) = self.leases.take_checked(ctx, key, token, &opened.config)? else {
             return Ok(false);
@@ -50,7 +52,15 @@ impl MemcachedLock {
 pub(super) async fn delete_held(ctx: &Context, held: &HeldLease) -> Result<bool> {
     let Some(cas) = held.cas else {
         // Unconfirmed: only the token in the stored value says whether the item is ours.
-        return delete_if_token(ctx, &held.server, &held.wire, &held.value, None, false).await;
+        return Box::pin(delete_if_token(
+            ctx,
+            &held.server,
+            &held.wire,
+            &held.value,
+            None,
+            false,
+        ))
+        .await;
     };
     let request = Request::Delete {
         key: held.wire.clone(),
@@ -69,15 +79,16 @@ pub(super) async fn delete_held(ctx: &Context, held: &HeldLease) -> Result<bool>
     match executed.reply {
         Reply::Hd(_) => Ok(true),
         Reply::Nf(_) => Ok(false),
+        // Rare (an extend whose reply was lost): boxed, out of the common path's future.
         Reply::Ex(_) => {
-            delete_if_token(
+            Box::pin(delete_if_token(
                 ctx,
                 &held.server,
                 &held.wire,
                 &held.value,
                 Some(held.identity),
                 false,
-            )
+            ))
             .await
         }
         other => Err(unexpected(ctx, "md", &other)),

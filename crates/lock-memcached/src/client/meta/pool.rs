@@ -78,7 +78,8 @@ impl Pool {
     pub(crate) async fn get(&self, deadline: Instant, quiet: bool) -> Result<Checkout, Error> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let now = Instant::now();
+        // Read only when a slot must be refilled: the live path reads no clock.
+        let mut now = None;
         let mut throttled_until: Option<Instant> = None;
         let mut candidate: Option<usize> = None;
         for i in (0..n).map(|k| (start + k) % n) {
@@ -94,7 +95,7 @@ impl Pool {
                 state.conn = None;
             }
             match state.last_attempt.map(|t| t + self.options.reconnect) {
-                Some(at) if at > now && !quiet => {
+                Some(at) if !quiet && at > *now.get_or_insert_with(Instant::now) => {
                     throttled_until = Some(throttled_until.map_or(at, |t| t.min(at)));
                 }
                 _ => {
@@ -104,17 +105,19 @@ impl Pool {
         }
         // Fill the round-robin slot when it is empty (the pool grows to `pool_size`),
         // otherwise use any live connection, otherwise fill another empty slot.
+        // Filling (connect, TLS, probe) is boxed: its large future would otherwise be part of
+        // every request's, and be moved with it at each await.
         if candidate == Some(start) {
-            return self.fill(start, deadline, quiet).await;
+            return Box::pin(self.fill(start, deadline, quiet)).await;
         }
         if let Some(conn) = self.first_live(start) {
             return Ok((conn, None));
         }
         if let Some(i) = candidate {
-            return self.fill(i, deadline, quiet).await;
+            return Box::pin(self.fill(i, deadline, quiet)).await;
         }
         let wait = throttled_until
-            .map(|t| t.saturating_duration_since(now))
+            .map(|t| t.saturating_duration_since(now.unwrap_or_else(Instant::now)))
             .unwrap_or_default();
         Err(reconnect_held_back(self.peer.name(), wait))
     }

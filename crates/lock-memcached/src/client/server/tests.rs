@@ -743,3 +743,17 @@ fn client_futures_are_send(server: Arc<Server>, ctx: Context, addresses: Vec<Str
         Cluster::connect(&Context::new(), addresses, opts(), ProtocolMode::Meta, ALL).await
     });
 }
+
+/// See `lock::future_sizes`: connecting is boxed out of a request's future.
+#[tokio::test]
+async fn a_requests_future_does_not_carry_the_connect_path() {
+    let server = Server::new("127.0.0.1:1", opts());
+    let ctx = ctx();
+    let call = Call::default();
+    let meta = server.call(&ctx, Request::Noop, &call);
+    assert!(size_of_val(&meta) <= 1024, "{}", size_of_val(&meta));
+    drop(meta);
+    let endpoint = Endpoint::Meta(server);
+    let any = endpoint.call(&ctx, Request::Noop, &call);
+    assert!(size_of_val(&any) <= 1024, "{}", size_of_val(&any));
+}
