@@ -103,7 +103,7 @@ struct Holder {
 /// assert!(table.is_empty());
 /// ```
 pub struct MemoryLockTable {
-    entries: DashMap<String, Holder>,
+    entries: DashMap<String, Holder, foldhash::fast::RandomState>,
     /// Last fencing token handed out (tokens start at 1). Written by every acquisition,
     /// so it gets a cache line of its own (the map's header next to it is read by every
     /// operation on every core).
@@ -137,7 +137,7 @@ impl<T> std::ops::Deref for Padded<T> {
 impl Default for MemoryLockTable {
     fn default() -> Self {
         MemoryLockTable {
-            entries: DashMap::new(),
+            entries: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             fencing: Padded(AtomicU64::new(0)),
             owners: AtomicU64::new(0),
             inserts: Padded(AtomicUsize::new(0)),

@@ -277,19 +277,10 @@ fn encode_set(
     buf.extend_from_slice(b"\r\n");
 }
 
-/// Appends `n` in decimal (what `write!(buf, "{n}")` does, without the formatting machinery).
-fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[at..]);
+/// Appends `n` in decimal (what `write!(buf, "{n}")` does, without the formatting machinery:
+/// a request carries up to six numbers).
+fn push_decimal(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// The reply kinds acceptable for one request (with the opaque it was sent with).

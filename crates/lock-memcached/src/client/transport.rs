@@ -47,8 +47,8 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
     fn new(peer: Peer, options: ClientOptions) -> Self;
 
     /// A connection for `req` (`None`: any connection, to probe the server): a pooled one,
-    /// or a new, probed one. Not bounded in time by itself beyond `deadline` for the probe;
-    /// the policy bounds the wait. `quiet` (background work): a new connection is tried even
+    /// or a new, probed one. Bounded by `deadline`: past it, `TIMEOUT` ("waiting for a
+    /// connection", nothing sent). `quiet` (background work): a new connection is tried even
     /// while `options.reconnect` holds others back, and its failure holds nobody back.
     async fn checkout(
         &self,

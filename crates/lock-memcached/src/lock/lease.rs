@@ -173,7 +173,7 @@ record!(HeldLease, |held| held.cas.is_some());
 /// The leases of one instance, by caller key.
 #[derive(Debug)]
 pub(super) struct LeaseTable<R = HeldLease> {
-    leases: DashMap<String, R>,
+    leases: DashMap<String, R, foldhash::fast::RandomState>,
     /// Acquires in flight, each holding a place under `options.max_size` until it ends.
     pending: AtomicUsize,
     /// Extends of one key by this instance run one at a time: two at once would each move
@@ -187,7 +187,7 @@ pub(super) struct LeaseTable<R = HeldLease> {
 impl<R> Default for LeaseTable<R> {
     fn default() -> Self {
         LeaseTable {
-            leases: DashMap::new(),
+            leases: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             pending: AtomicUsize::new(0),
             extending: (0..EXTEND_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))

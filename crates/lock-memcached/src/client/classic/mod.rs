@@ -54,7 +54,7 @@ use tokio::time::{Instant, timeout_at};
 use pool::{CheckedOut, ClassicPool};
 
 use super::codec::{Reply, Request};
-use super::errors::outcome_unknown;
+use super::errors::{outcome_unknown, timed_out};
 use super::late::LateSender;
 use super::options::ClientOptions;
 use super::tcp::Peer;
@@ -88,6 +88,8 @@ impl Drop for Unanswered<'_> {
 #[derive(Debug)]
 pub(crate) struct ClassicTransport {
     address: Arc<str>,
+    /// `options.timeout`, for the message of a checkout that did not finish by its deadline.
+    timeout: std::time::Duration,
     pool: ClassicPool,
 }
 
@@ -99,6 +101,7 @@ impl Transport for ClassicTransport {
     fn new(peer: Peer, options: ClientOptions) -> Self {
         ClassicTransport {
             address: peer.name().clone(),
+            timeout: options.timeout,
             pool: ClassicPool::new(peer, options),
         }
     }
@@ -109,11 +112,24 @@ impl Transport for ClassicTransport {
         deadline: Instant,
         quiet: bool,
     ) -> Result<Checkout<CheckedOut>, Error> {
-        let (out, fresh) = if matches!(req, Some(Request::Stats)) {
-            let (out, probe) = self.pool.fresh(deadline).await?;
-            (out, Some(probe))
-        } else {
-            self.pool.checkout(deadline, quiet).await?
+        // A connection may have to be made, or waited for (one request per connection).
+        let checked_out = timeout_at(deadline, async {
+            if matches!(req, Some(Request::Stats)) {
+                let (out, probe) = self.pool.fresh(deadline).await?;
+                Ok((out, Some(probe)))
+            } else {
+                self.pool.checkout(deadline, quiet).await
+            }
+        });
+        let (out, fresh) = match checked_out.await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(timed_out(
+                    &self.address,
+                    self.timeout,
+                    "waiting for a connection",
+                ));
+            }
         };
         Ok(Checkout {
             identity: out.conn.identity,

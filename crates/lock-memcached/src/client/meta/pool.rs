@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use commons::Error;
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 
 use super::connection::Connection;
 use super::probe::probe;
-use crate::client::errors::reconnect_held_back;
+use crate::client::errors::{reconnect_held_back, timed_out};
 use crate::client::identity::Probe;
 use crate::client::options::ClientOptions;
 use crate::client::tcp::Peer;
@@ -108,13 +108,13 @@ impl Pool {
         // Filling (connect, TLS, probe) is boxed: its large future would otherwise be part of
         // every request's, and be moved with it at each await.
         if candidate == Some(start) {
-            return Box::pin(self.fill(start, deadline, quiet)).await;
+            return Box::pin(self.fill_by(start, deadline, quiet)).await;
         }
         if let Some(conn) = self.first_live(start) {
             return Ok((conn, None));
         }
         if let Some(i) = candidate {
-            return Box::pin(self.fill(i, deadline, quiet)).await;
+            return Box::pin(self.fill_by(i, deadline, quiet)).await;
         }
         let wait = throttled_until
             .map(|t| t.saturating_duration_since(now.unwrap_or_else(Instant::now)))
@@ -127,6 +127,18 @@ impl Pool {
         (0..n)
             .map(|k| (start + k) % n)
             .find_map(|i| self.slots[i].live())
+    }
+
+    /// [`Pool::fill`], bounded by `deadline` (the live path needs no timer).
+    async fn fill_by(&self, i: usize, deadline: Instant, quiet: bool) -> Result<Checkout, Error> {
+        match timeout_at(deadline, self.fill(i, deadline, quiet)).await {
+            Ok(result) => result,
+            Err(_) => Err(timed_out(
+                self.peer.name(),
+                self.options.timeout,
+                "waiting for a connection",
+            )),
+        }
     }
 
     async fn fill(&self, i: usize, deadline: Instant, quiet: bool) -> Result<Checkout, Error> {
