@@ -6,10 +6,9 @@
 //! its opaque token). A caller that gives up never shifts anyone else's reply: its reply is
 //! still read, and thrown away.
 //!
-//! Every request has a send state shared between caller and task: `QUEUED` until the task
-//! commits its bytes to the write buffer (`SENT`), or `ABANDONED` when the caller gave up
-//! first. The task never writes an abandoned request, and the caller can therefore tell a
-//! timeout that sent nothing (safe to retry) from one whose outcome is unknown.
+//! Every request has a send state shared between caller and task (`handoff.rs`): the task
+//! never writes a request its caller gave up on, and the caller can therefore tell a timeout
+//! that sent nothing (safe to retry) from one whose outcome is unknown.
 //!
 //! Deadlines are the task's too: a request may carry one, and the task keeps a single timer
 //! for the connection, set to the earliest deadline it knows of, instead of a timer per
@@ -19,14 +18,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commons::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
+use super::handoff::{Outcome, Responder, Waiter, handoff};
 use crate::client::auth::{self, Credentials};
 use crate::client::codec::{
     DEFAULT_MAX_VALUE, ProtocolError, Reply, ReplyShape, Request, parse_with_limit,
@@ -37,10 +37,6 @@ use crate::client::late::LateSender;
 use crate::client::stream::Stream;
 use crate::client::tcp::{self, Peer};
 use crate::client::tls::{TlsSettings, describe_io, refusal, tls_error};
-
-const QUEUED: u8 = 0;
-const SENT: u8 = 1;
-const ABANDONED: u8 = 2;
 
 /// Stop taking new requests into the write buffer while this much is still unwritten.
 const WRITE_BACKLOG: usize = 256 * 1024;
@@ -57,13 +53,10 @@ pub(crate) enum Answer {
     Expired { sent: bool },
 }
 
-type ReplySender = oneshot::Sender<Answer>;
-
 struct Command {
     /// Shared with the caller, so a retried request is not copied again.
     req: Arc<Request>,
-    state: Arc<AtomicU8>,
-    reply: ReplySender,
+    reply: Responder,
     late: Option<LateSender>,
     deadline: Option<Instant>,
 }
@@ -73,11 +66,7 @@ impl Command {
     /// it never is.
     fn expire(self, shared: &Shared) {
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if self
-            .state
-            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        if self.reply.withdraw() {
             let _ = self.reply.send(Answer::Expired { sent: false });
         }
     }
@@ -87,7 +76,7 @@ struct Pending {
     shape: ReplyShape,
     command: &'static str,
     /// `None` once the caller was told the deadline passed.
-    reply: Option<ReplySender>,
+    reply: Option<Responder>,
     /// Where the reply goes if the caller stopped waiting.
     late: Option<LateSender>,
     deadline: Option<Instant>,
@@ -152,22 +141,26 @@ pub(crate) struct Connection {
 /// Dropping it abandons the request (it is not written if it was not already).
 #[derive(Debug)]
 pub(crate) struct PendingReply {
-    rx: oneshot::Receiver<Answer>,
-    state: Arc<AtomicU8>,
+    waiter: Waiter,
     address: Arc<str>,
 }
 
 impl PendingReply {
     /// Waits for the task's answer: bounded by the request's deadline, if it was given one.
     pub(crate) async fn answer(&mut self) -> Answer {
-        match (&mut self.rx).await {
-            Ok(answer) => answer,
+        match self.waiter.outcome().await {
+            Outcome::Answered(answer) => answer,
             // The task ended without answering: classify by whether the bytes went out.
-            Err(_) => Answer::Failed(if self.state.load(Ordering::Acquire) == SENT {
-                outcome_unknown(&self.address, "request", "the connection task ended")
-            } else {
-                not_sent(&self.address, "request", "the connection task ended")
-            }),
+            Outcome::Unanswered { sent: true } => Answer::Failed(outcome_unknown(
+                &self.address,
+                "request",
+                "the connection task ended",
+            )),
+            Outcome::Unanswered { sent: false } => Answer::Failed(not_sent(
+                &self.address,
+                "request",
+                "the connection task ended",
+            )),
         }
     }
 
@@ -188,25 +181,15 @@ impl PendingReply {
     /// Whether the request's bytes were committed to the socket.
     #[cfg_attr(not(test), allow(dead_code))] // used by the client's own tests
     pub(crate) fn is_sent(&self) -> bool {
-        self.state.load(Ordering::Acquire) == SENT
+        self.waiter.is_sent()
     }
 
     /// Gives up on the request. Returns `true` when its bytes were already committed to the
     /// socket (its outcome is unknown), `false` when it is now guaranteed never to be sent.
+    /// Dropping a `PendingReply` does the same.
+    #[cfg_attr(not(test), allow(dead_code))] // used by the client's own tests
     pub(crate) fn abandon(&self) -> bool {
-        match self
-            .state
-            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => false,
-            Err(state) => state == SENT,
-        }
-    }
-}
-
-impl Drop for PendingReply {
-    fn drop(&mut self) {
-        self.abandon();
+        self.waiter.abandon()
     }
 }
 
@@ -341,14 +324,12 @@ impl Connection {
             return Err(unsafe_key());
         }
         self.shared.used.store(true, Ordering::Relaxed);
-        let state = Arc::new(AtomicU8::new(QUEUED));
-        let (reply, rx) = oneshot::channel();
+        let (reply, waiter) = handoff();
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         if self
             .tx
             .send(Command {
                 req,
-                state: state.clone(),
                 reply,
                 late,
                 deadline,
@@ -363,8 +344,7 @@ impl Connection {
             ));
         }
         Ok(PendingReply {
-            rx,
-            state,
+            waiter,
             address: self.address.clone(),
         })
     }
@@ -668,11 +648,7 @@ fn enqueue(
     shared: &Shared,
 ) {
     // Commit the request, unless its caller already gave up (then nothing is written).
-    if cmd
-        .state
-        .compare_exchange(QUEUED, SENT, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    if !cmd.reply.commit() {
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         return;
     }

@@ -1,8 +1,10 @@
 //! The meta-protocol transport: pipelined connections, each owned by one task
-//! ([`connection`]), `pool_size` of them per server ([`pool`]), each probed when made
+//! ([`connection`]), a caller and the task meeting per request in one allocation
+//! ([`handoff`]), `pool_size` connections per server ([`pool`]), each probed when made
 //! ([`probe`]).
 
 mod connection;
+mod handoff;
 mod pool;
 mod probe;
 
