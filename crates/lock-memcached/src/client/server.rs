@@ -26,7 +26,7 @@ use super::telemetry::RequestMetrics;
 use super::transport::{ConnectionPool, ExchangeError, Transport};
 use crate::codes::SERVER_RESTARTED;
 
-/// How one request is run (see [`Server::execute`] for the plain case).
+/// How one request is run (see [`Server::call`]).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Call {
     /// Safe to repeat: retried after retryable errors and unknown outcomes. Otherwise only

@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use super::handoff::{Outcome, Responder, Waiter, handoff};
+use super::handoff::{Answer, Outcome, Responder, Waiter, handoff};
 use crate::client::auth::{self, Credentials};
 use crate::client::codec::{
     DEFAULT_MAX_VALUE, ProtocolError, Reply, ReplyShape, Request, parse_with_limit,
@@ -40,18 +40,6 @@ use crate::client::tls::{TlsSettings, describe_io, refusal, tls_error};
 
 /// Stop taking new requests into the write buffer while this much is still unwritten.
 const WRITE_BACKLOG: usize = 256 * 1024;
-
-/// What the task tells the caller of one request.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    /// The server's reply.
-    Reply(Reply),
-    /// The request failed (the connection broke, or the reply could not be read).
-    Failed(Error),
-    /// The request's deadline passed first; `sent`: its bytes had been written (its outcome
-    /// is unknown), otherwise it never will be.
-    Expired { sent: bool },
-}
 
 struct Command {
     /// Shared with the caller, so a retried request is not copied again.

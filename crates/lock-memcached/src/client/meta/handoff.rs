@@ -11,7 +11,21 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
-use super::connection::Answer;
+use commons::Error;
+
+use crate::client::codec::Reply;
+
+/// What the task tells the caller of one request.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The server's reply.
+    Reply(Reply),
+    /// The request failed (the connection broke, or the reply could not be read).
+    Failed(Error),
+    /// The request's deadline passed first; `sent`: its bytes had been written (its outcome
+    /// is unknown), otherwise it never will be.
+    Expired { sent: bool },
+}
 
 const QUEUED: u8 = 0;
 const SENT: u8 = 1;
@@ -183,7 +197,6 @@ impl Drop for Waiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::codec::Reply;
 
     #[tokio::test]
     async fn an_answer_reaches_a_waiting_caller() {

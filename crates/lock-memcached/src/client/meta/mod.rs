@@ -13,7 +13,8 @@ use std::sync::Arc;
 use commons::{Error, ErrorKind};
 use tokio::time::Instant;
 
-pub(crate) use connection::{Answer, Connection};
+pub(crate) use connection::Connection;
+pub(crate) use handoff::Answer;
 use pool::Pool;
 
 use super::codec::{Reply, Request};

@@ -118,10 +118,9 @@ async fn wait_until(mut cond: impl FnMut() -> bool) {
     panic!("condition not reached in 3 s");
 }
 
-#[tokio::test]
-async fn a_dropped_caller_does_not_shift_replies_and_unsent_requests_are_never_written() {
-    let mc = start();
-    let conn = Connection::open(
+/// One plaintext connection to `mc`, without a pool or a probe.
+async fn connect(mc: &MemcachedServer) -> Connection {
+    Connection::open(
         &peer(&mc.address()),
         Duration::from_secs(3),
         1024 * 1024,
@@ -129,7 +128,13 @@ async fn a_dropped_caller_does_not_shift_replies_and_unsent_requests_are_never_w
         None,
     )
     .await
-    .expect("connect");
+    .expect("connect")
+}
+
+#[tokio::test]
+async fn a_dropped_caller_does_not_shift_replies_and_unsent_requests_are_never_written() {
+    let mc = start();
+    let conn = connect(&mc).await;
     assert!(matches!(
         conn.call(add("a", b"value-a", 60)).await,
         Ok(Reply::Hd(_))
@@ -172,15 +177,7 @@ async fn the_connection_keeps_each_requests_deadline() {
     use tokio::time::Instant;
 
     let mc = start();
-    let conn = Connection::open(
-        &peer(&mc.address()),
-        Duration::from_secs(3),
-        1024 * 1024,
-        None,
-        None,
-    )
-    .await
-    .expect("connect");
+    let conn = connect(&mc).await;
     assert!(matches!(
         conn.call(add("kept", b"value", 60)).await,
         Ok(Reply::Hd(_))
@@ -703,15 +700,7 @@ async fn throughput_of_add_delete_pairs() {
 #[tokio::test]
 async fn client_error_poisons_the_connection_and_fails_the_requests_behind_it() {
     let mc = start();
-    let conn = Connection::open(
-        &peer(&mc.address()),
-        Duration::from_secs(3),
-        1024 * 1024,
-        None,
-        None,
-    )
-    .await
-    .expect("connect");
+    let conn = connect(&mc).await;
     // Both are queued before the task runs (single-threaded runtime): one batch, one write.
     let mut bad = conn
         .send(Request::Get {
