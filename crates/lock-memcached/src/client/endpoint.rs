@@ -1,6 +1,8 @@
 //! One server as the lock layer sees it, whichever transport carries its requests: the same
 //! policy ([`Server`]) over the meta or the classic transport, chosen per server at open.
 
+use std::sync::Arc;
+
 use commons::{Context, Error};
 
 use super::classic::ClassicTransport;
@@ -67,18 +69,29 @@ impl Endpoint {
         async fn check(&self, ctx: &Context) -> Result<ServerIdentity, Error>;
     }
 
-    /// Runs `req` as `call` says; see [`Server::call`]. The classic transport's future is
-    /// boxed: it is much larger than the meta one's, and an enum's future is as large as its
-    /// largest arm (every request of the meta path would move it around).
-    pub(crate) async fn call(
+    /// Runs `req` as `call` says; see [`Server::call`] (why the request is put behind its
+    /// `Arc` before the future is made).
+    pub(crate) fn call<'a>(
+        &'a self,
+        ctx: &'a Context,
+        req: Request,
+        call: &'a Call,
+    ) -> impl Future<Output = Result<Executed, Error>> + 'a {
+        self.dispatch(ctx, Arc::new(req), call)
+    }
+
+    /// The classic transport's future is boxed: it is much larger than the meta one's, and
+    /// an enum's future is as large as its largest arm (every request of the meta path would
+    /// move it around).
+    async fn dispatch(
         &self,
         ctx: &Context,
-        req: Request,
+        req: Arc<Request>,
         call: &Call,
     ) -> Result<Executed, Error> {
         match self {
-            Endpoint::Meta(s) => s.call(ctx, req, call).await,
-            Endpoint::Classic(s) => Box::pin(s.call(ctx, req, call)).await,
+            Endpoint::Meta(s) => s.call_shared(ctx, req, call).await,
+            Endpoint::Classic(s) => Box::pin(s.call_shared(ctx, req, call)).await,
         }
     }
 }

@@ -23,7 +23,7 @@ use super::late::LateSender;
 use super::options::ClientOptions;
 use super::tcp::Peer;
 use super::telemetry::RequestMetrics;
-use super::transport::{ConnectionPool, ExchangeError, Transport};
+use super::transport::{Checkout, ConnectionPool, ExchangeError, Transport};
 use crate::codes::SERVER_RESTARTED;
 
 /// How one request is run (see [`Server::call`]).
@@ -198,13 +198,27 @@ impl<T: Transport> Server<T> {
     /// identity, otherwise the call fails with `SERVER_RESTARTED` (`ErrorKind::InvalidState`)
     /// without sending anything. `call.idempotent`: `true` retries (up to `options.retries`)
     /// retryable errors and unknown outcomes; `false` retries only when nothing was sent.
-    pub(crate) async fn call(
+    #[cfg_attr(not(test), allow(dead_code))] // the lock calls through `Endpoint`
+    pub(crate) fn call<'a>(
+        &'a self,
+        ctx: &'a Context,
+        req: Request,
+        call: &'a Call,
+    ) -> impl Future<Output = Result<Executed, Error>> + 'a {
+        // Shared with the transport (a retry does not copy the key and data again), and put
+        // behind the `Arc` before the future is made: an `async fn` would keep the request
+        // itself in its state as well, and so would every future awaiting it.
+        self.call_shared(ctx, Arc::new(req), call)
+    }
+
+    /// [`Server::call`] for a request already behind an `Arc`.
+    pub(crate) async fn call_shared(
         &self,
         ctx: &Context,
-        req: Request,
+        req: Arc<Request>,
         call: &Call,
     ) -> Result<Executed, Error> {
-        if let Request::Set { data, .. } = &req
+        if let Request::Set { data, .. } = &*req
             && data.len() > self.options.max_value
         {
             return Err(value_too_large(data.len(), self.options.max_value).with_context(ctx));
@@ -216,8 +230,6 @@ impl<T: Transport> Server<T> {
         }
         let started = call.started.unwrap_or_else(Instant::now);
         let deadline = started + self.options.timeout;
-        // Shared with the transport: a retry does not copy the key and data again.
-        let req = Arc::new(req);
         let mut attempt = 0u32;
         loop {
             let err = match self.attempt(&req, call, deadline).await {
@@ -267,12 +279,17 @@ impl<T: Transport> Server<T> {
             .transport
             .checkout(Some(req), deadline, call.quiet)
             .await?;
-        self.observe(checkout.fresh);
-        let identity = checkout.identity;
+        // Taken apart at once: the probe is not kept across the exchange's await.
+        let Checkout {
+            conn,
+            identity,
+            fresh,
+        } = checkout;
+        self.observe(fresh);
         if let Some(expected) = call.expect_identity
             && expected != identity
         {
-            self.transport.give_back(checkout.conn);
+            self.transport.give_back(conn);
             return Err(restarted(&self.address, expected, identity));
         }
         if let Some(late) = &call.late {
@@ -280,7 +297,7 @@ impl<T: Transport> Server<T> {
         }
         let exchanged = self
             .transport
-            .exchange(checkout.conn, req, deadline, call.late.as_ref())
+            .exchange(conn, req, deadline, call.late.as_ref())
             .await;
         match exchanged {
             Ok(reply) => match failure_of(&reply) {

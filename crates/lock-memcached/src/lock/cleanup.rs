@@ -53,7 +53,6 @@ pub(super) struct AcquireInFlight<'a> {
     value: &'a Arc<[u8]>,
     ttl: Duration,
     secs: u32,
-    sent_at: Instant,
     late: Option<LateReceiver>,
 }
 
@@ -90,7 +89,6 @@ impl<'a> AcquireInFlight<'a> {
             value,
             ttl,
             secs,
-            sent_at: Instant::now(),
             late: Some(late),
         }
     }
@@ -120,7 +118,9 @@ impl Drop for AcquireInFlight<'_> {
             self.value,
             self.ttl,
             self.secs,
-            self.sent_at,
+            // Read here, on this rare path, rather than on every acquire: the record is never
+            // valid, so only `gone_by` matters, and later is the safe side for it.
+            Instant::now(),
         );
         // A newer acquisition of the key by this instance keeps its record.
         self.table.insert_if_absent(self.key, unconfirmed);
