@@ -63,10 +63,10 @@ pub(crate) fn wire_key(ctx: &Context, key: &str, config: &MemcachedLockConfig) -
             ),
         ));
     }
-    let mut bytes = Vec::with_capacity(len);
-    bytes.extend_from_slice(config.key_prefix.as_bytes());
-    bytes.extend_from_slice(key.as_bytes());
-    Ok(WireKey::new_unchecked(bytes, false))
+    Ok(WireKey::joined_unchecked(
+        config.key_prefix.as_bytes(),
+        key.as_bytes(),
+    ))
 }
 
 fn bad_key(ctx: &Context, key: &str, why: String) -> Error {

@@ -48,6 +48,15 @@ impl WireKey {
         }
     }
 
+    /// [`WireKey::new_unchecked`] for `prefix` followed by `name`, in one allocation (the
+    /// acquire path makes one per call).
+    pub(crate) fn joined_unchecked(prefix: &[u8], name: &[u8]) -> WireKey {
+        WireKey {
+            bytes: prefix.iter().chain(name).copied().collect(),
+            base64: false,
+        }
+    }
+
     /// The bytes sent as the key token.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
