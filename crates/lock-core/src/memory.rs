@@ -47,15 +47,6 @@ fn record_outcome<T>(
     };
 }
 
-/// A release's or an extend's result for the metrics.
-fn done<T>(result: &Result<T>, yes: impl FnOnce(&T) -> bool) -> Done {
-    match result {
-        Ok(value) if yes(value) => Done::Yes,
-        Ok(_) => Done::No,
-        Err(_) => Done::Error,
-    }
-}
-
 fn acquired<T>(got: &Option<T>) -> &'static str {
     if got.is_some() { "acquired" } else { "busy" }
 }
@@ -567,7 +558,7 @@ impl Lock for MemoryLock {
         record_outcome(&span, &result, |l| {
             if l.is_some() { "extended" } else { "lost" }
         });
-        self.metrics().extended(done(&result, Option::is_some));
+        self.metrics().extended(Done::of(&result, Option::is_some));
         result
     }
 
@@ -607,17 +598,13 @@ impl MemoryLock {
         got: impl FnOnce(&T) -> bool,
         took: Option<Duration>,
     ) {
-        let outcome = match result {
-            Ok(value) if got(value) => AcquireResult::Acquired,
-            Ok(_) => AcquireResult::Busy,
-            Err(e) if e.code() == codes::LOCK_TIMEOUT => AcquireResult::TimedOut,
-            Err(_) => AcquireResult::Error,
-        };
-        self.metrics().acquired(outcome, took);
+        self.metrics()
+            .acquired(AcquireResult::of(result, got), took);
     }
 
     fn count_release(&self, result: &Result<bool>) {
-        self.metrics().released(done(result, |&deleted| deleted));
+        self.metrics()
+            .released(Done::of(result, |&deleted| deleted));
     }
 
     fn extend(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<Option<Lease>> {

@@ -79,6 +79,17 @@ pub enum AcquireResult {
 }
 
 impl AcquireResult {
+    /// The result of an acquire operation that returned `result` (`got`: whether its value
+    /// means the lock was taken).
+    pub fn of<T>(result: &commons::Result<T>, got: impl FnOnce(&T) -> bool) -> Self {
+        match result {
+            Ok(value) if got(value) => AcquireResult::Acquired,
+            Ok(_) => AcquireResult::Busy,
+            Err(e) if e.code() == commons::codes::LOCK_TIMEOUT => AcquireResult::TimedOut,
+            Err(_) => AcquireResult::Error,
+        }
+    }
+
     const ALL: [AcquireResult; 4] = [
         AcquireResult::Acquired,
         AcquireResult::Busy,
@@ -110,6 +121,16 @@ pub enum Done {
 }
 
 impl Done {
+    /// The result of a release or an extend that returned `result` (`yes`: whether its value
+    /// means it was done).
+    pub fn of<T>(result: &commons::Result<T>, yes: impl FnOnce(&T) -> bool) -> Self {
+        match result {
+            Ok(value) if yes(value) => Done::Yes,
+            Ok(_) => Done::No,
+            Err(_) => Done::Error,
+        }
+    }
+
     const ALL: [Done; 3] = [Done::Yes, Done::No, Done::Error];
 
     /// The `result` label of a release.

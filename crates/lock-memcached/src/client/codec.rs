@@ -540,27 +540,11 @@ fn parse_status_fast(buf: &[u8], expect: ReplyShape) -> Option<(Reply, usize)> {
     if !allowed || line.len() > 2 && line[2] != b' ' {
         return None;
     }
-    let mut flags = MetaFlags::default();
-    if line.len() > 2 {
-        for token in line[3..].split(|&b| b == b' ') {
-            let (&flag, value) = token.split_first()?;
-            match flag {
-                b'c' => flags.cas = Some(fast_u64(value)?),
-                b'O' => flags.opaque = Some(u32::try_from(fast_u64(value)?).ok()?),
-                b't' => {
-                    flags.ttl = Some(match value.split_first() {
-                        Some((b'-', digits)) => {
-                            0i64.checked_sub(i64::try_from(fast_u64(digits)?).ok()?)?
-                        }
-                        _ => i64::try_from(fast_u64(value)?).ok()?,
-                    })
-                }
-                // Other flags are ignored, as long as they are plain printable ASCII.
-                f if f.is_ascii_alphabetic() && value.iter().all(|&b| b > b' ' && b < 0x7f) => {}
-                _ => return None,
-            }
-        }
-    }
+    let flags = if line.len() > 2 {
+        fast_flags(line[3..].split(|&b| b == b' '))?
+    } else {
+        MetaFlags::default()
+    };
     check_opaque(expect, &flags).ok()?;
     let reply = match &head {
         b"HD" => Reply::Hd(flags),
@@ -587,17 +571,7 @@ fn parse_count_fast(buf: &[u8], opaque: u32) -> Option<(Reply, usize, Option<i64
     if len == 0 || len > 20 {
         return None;
     }
-    let mut flags = MetaFlags::default();
-    for token in tokens {
-        let (&flag, value) = token.split_first()?;
-        match flag {
-            b'O' => flags.opaque = Some(u32::try_from(fast_u64(value)?).ok()?),
-            b't' => flags.ttl = Some(i64::try_from(fast_u64(value)?).ok()?),
-            b'c' => flags.cas = Some(fast_u64(value)?),
-            f if f.is_ascii_alphabetic() && value.iter().all(|&b| b > b' ' && b < 0x7f) => {}
-            _ => return None,
-        }
-    }
+    let flags = fast_flags(tokens)?;
     if flags.opaque != Some(opaque) {
         return None;
     }
@@ -607,8 +581,36 @@ fn parse_count_fast(buf: &[u8], opaque: u32) -> Option<(Reply, usize, Option<i64
         return None;
     }
     let value = fast_u64(&buf[start..end])?;
-    let clock = flags.ttl.map(|t| i64::from(CLOCK_EXPIRY) - t);
+    // As `counter_clock`: a negative ttl (never expires) is no reading.
+    let clock = flags
+        .ttl
+        .filter(|t| *t >= 0)
+        .map(|t| i64::from(CLOCK_EXPIRY) - t);
     Some((Reply::Count(value), end + 2, clock))
+}
+
+/// The flags of a meta reply line's tokens, for the fast paths: `c`, `O` and `t` read, other
+/// flags ignored as long as they are plain printable ASCII; `None` for anything else.
+fn fast_flags<'a>(tokens: impl Iterator<Item = &'a [u8]>) -> Option<MetaFlags> {
+    let mut flags = MetaFlags::default();
+    for token in tokens {
+        let (&flag, value) = token.split_first()?;
+        match flag {
+            b'c' => flags.cas = Some(fast_u64(value)?),
+            b'O' => flags.opaque = Some(u32::try_from(fast_u64(value)?).ok()?),
+            b't' => {
+                flags.ttl = Some(match value.split_first() {
+                    Some((b'-', digits)) => {
+                        0i64.checked_sub(i64::try_from(fast_u64(digits)?).ok()?)?
+                    }
+                    _ => i64::try_from(fast_u64(value)?).ok()?,
+                })
+            }
+            f if f.is_ascii_alphabetic() && value.iter().all(|&b| b > b' ' && b < 0x7f) => {}
+            _ => return None,
+        }
+    }
+    Some(flags)
 }
 
 /// Decimal digits only (no sign), without overflow; `None` otherwise.

@@ -69,8 +69,9 @@ impl Endpoint {
         async fn check(&self, ctx: &Context) -> Result<ServerIdentity, Error>;
     }
 
-    /// Runs `req` as `call` says; see [`Server::call`] (why the request is put behind its
-    /// `Arc` before the future is made).
+    /// Runs `req` as `call` says; see [`Server::call`]. The request is put behind its `Arc`
+    /// before the future is made: an `async fn` would keep the request itself in its state as
+    /// well, and so would every future awaiting it.
     pub(crate) fn call<'a>(
         &'a self,
         ctx: &'a Context,
@@ -90,8 +91,8 @@ impl Endpoint {
         call: &Call,
     ) -> Result<Executed, Error> {
         match self {
-            Endpoint::Meta(s) => s.call_shared(ctx, req, call).await,
-            Endpoint::Classic(s) => Box::pin(s.call_shared(ctx, req, call)).await,
+            Endpoint::Meta(s) => s.call(ctx, req, call).await,
+            Endpoint::Classic(s) => Box::pin(s.call(ctx, req, call)).await,
         }
     }
 }

@@ -107,6 +107,12 @@ pub(crate) fn timed_out(address: &str, timeout: Duration, while_: &str) -> Error
     .with_detail("server", address)
 }
 
+/// `TIMEOUT` of a checkout: no connection to `address` within `options.timeout` (`timeout`);
+/// each transport bounds its own checkouts (only their slow paths need a timer).
+pub(crate) fn no_connection_in_time(address: &str, timeout: Duration) -> Error {
+    timed_out(address, timeout, "waiting for a connection")
+}
+
 /// `VALUE_TOO_LARGE`: refused before sending.
 pub(crate) fn value_too_large(len: usize, max_value: usize) -> Error {
     Error::bad_request(

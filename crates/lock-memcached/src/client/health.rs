@@ -247,9 +247,7 @@ impl ServerHealth {
             }
         }
     }
-}
 
-impl ServerHealth {
     /// Moves this instance's share of `pip_lock_servers_up` to `up`.
     fn count_up(&self, up: bool) {
         if self.counted_up.swap(up, Ordering::AcqRel) != up {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use commons::{Context, Error, ErrorKind, codes};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::codec::{Reply, Request};
 use super::errors::{
@@ -160,15 +160,12 @@ impl<T: Transport> Server<T> {
     /// Opens (or reuses) one connection and probes it: used when the cluster opens.
     pub(crate) async fn check(&self, ctx: &Context) -> Result<ServerIdentity, Error> {
         let deadline = Instant::now() + self.options.timeout;
-        let checkout =
-            match timeout_at(deadline, self.transport.checkout(None, deadline, false)).await {
-                Ok(r) => r.map_err(|e| e.with_context(ctx))?,
-                Err(_) => {
-                    return Err(self
-                        .timeout_error("waiting for a connection")
-                        .with_context(ctx));
-                }
-            };
+        // Bounded by the transport, as every checkout.
+        let checkout = self
+            .transport
+            .checkout(None, deadline, false)
+            .await
+            .map_err(|e| e.with_context(ctx))?;
         self.observe(checkout.fresh);
         let identity = checkout.identity;
         self.transport.give_back(checkout.conn);
@@ -189,7 +186,7 @@ impl<T: Transport> Server<T> {
             expect_identity,
             ..Call::default()
         };
-        self.call(ctx, req, &call).await
+        self.call(ctx, Arc::new(req), &call).await
     }
 
     /// Sends `req` on one of the server's connections. Bounded by `options.timeout` overall.
@@ -198,21 +195,10 @@ impl<T: Transport> Server<T> {
     /// identity, otherwise the call fails with `SERVER_RESTARTED` (`ErrorKind::InvalidState`)
     /// without sending anything. `call.idempotent`: `true` retries (up to `options.retries`)
     /// retryable errors and unknown outcomes; `false` retries only when nothing was sent.
-    #[cfg_attr(not(test), allow(dead_code))] // the lock calls through `Endpoint`
-    pub(crate) fn call<'a>(
-        &'a self,
-        ctx: &'a Context,
-        req: Request,
-        call: &'a Call,
-    ) -> impl Future<Output = Result<Executed, Error>> + 'a {
-        // Shared with the transport (a retry does not copy the key and data again), and put
-        // behind the `Arc` before the future is made: an `async fn` would keep the request
-        // itself in its state as well, and so would every future awaiting it.
-        self.call_shared(ctx, Arc::new(req), call)
-    }
-
-    /// [`Server::call`] for a request already behind an `Arc`.
-    pub(crate) async fn call_shared(
+    ///
+    /// `req` is shared with the transport (a retry does not copy the key and data again);
+    /// [`Endpoint::call`](super::Endpoint::call) puts it behind its `Arc`.
+    pub(crate) async fn call(
         &self,
         ctx: &Context,
         req: Arc<Request>,

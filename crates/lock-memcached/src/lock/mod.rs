@@ -32,10 +32,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use commons::{ConfigParams, Configurable, Context, Error, Openable, References, Result};
+use lock_core::{Lease, LocalWaiters, Lock, LockInfo, RetryPolicy, acquire_with_retry};
 // tokio's clock, which the lock's own bookkeeping reads: an operation's latency shares its
 // readings (see `Moments`).
-use commons::{ConfigParams, Configurable, Context, Error, Openable, References, Result, codes};
-use lock_core::{Lease, LocalWaiters, Lock, LockInfo, RetryPolicy, acquire_with_retry};
 use tokio::time::Instant;
 use tracing::Span;
 
@@ -306,13 +306,8 @@ impl MemcachedLock {
         result: &Result<T>,
         got: impl FnOnce(&T) -> bool,
     ) {
-        let (outcome, err) = match result {
-            Ok(value) if got(value) => (AcquireResult::Acquired, None),
-            Ok(_) => (AcquireResult::Busy, None),
-            Err(e) if e.code() == codes::LOCK_TIMEOUT => (AcquireResult::TimedOut, Some(e)),
-            Err(e) => (AcquireResult::Error, Some(e)),
-        };
-        record_outcome(span, outcome.label(), err);
+        let outcome = AcquireResult::of(result, got);
+        record_outcome(span, outcome.label(), result.as_ref().err());
         self.metrics
             .mode(self.is_quorum())
             .acquired(outcome, Some(moments.took()));
@@ -326,32 +321,11 @@ impl MemcachedLock {
             key,
             None,
         );
-        let result = if span.is_disabled() {
-            // No span kept across the await: the hot path's future stays smaller.
-            drop(span);
-            let result = self.release_once(ctx, key, token).await;
-            self.release_ended(&Span::none(), &result);
-            return result;
-        } else {
-            Box::pin(tracing::Instrument::instrument(
-                self.release_once(ctx, key, token),
-                span.clone(),
-            ))
-            .await
-        };
-        self.release_ended(&span, &result);
-        result
-    }
-
-    /// Records the end of a release: its span's outcome and the metrics.
-    fn release_ended(&self, span: &Span, result: &Result<bool>) {
-        let done = match result {
-            Ok(true) => Done::Yes,
-            Ok(false) => Done::No,
-            Err(_) => Done::Error,
-        };
-        record_outcome(span, done.release_label(), result.as_ref().err());
+        let result = traced!(span, self.release_once(ctx, key, token));
+        let done = Done::of(&result, |&deleted| deleted);
+        record_outcome(&span, done.release_label(), result.as_ref().err());
         self.metrics.mode(self.is_quorum()).released(done);
+        result
     }
 
     /// The span of a try-acquire (lease or plain).
@@ -400,20 +374,15 @@ impl Lock for MemcachedLock {
     async fn try_acquire_lock(&self, ctx: &Context, key: &str, ttl: Duration) -> Result<bool> {
         let mut moments = Moments::now();
         let span = self.try_acquire_span(ctx, key, ttl);
-        if !span.is_disabled() {
+        let result = if !span.is_disabled() {
             // Boxed, as in `traced!`.
-            let result = Box::pin(tracing::Instrument::instrument(
+            Box::pin(tracing::Instrument::instrument(
                 self.attempt_bool(ctx, key, ttl, &mut moments),
                 span.clone(),
             ))
-            .await;
-            self.acquire_ended(&span, &moments, &result, |got| *got);
-            return result;
-        }
-        // Without a subscriber the attempt is awaited in place (no extra layer to move), and
-        // no span is kept across the await.
-        drop(span);
-        let result = if self.is_quorum() {
+            .await
+        } else if self.is_quorum() {
+            // Without a subscriber, the attempt is awaited in place (no extra layer to move).
             Box::pin(self.quorum_acquire_once(ctx, key, ttl))
                 .await
                 .map(|held| held.is_some())
@@ -422,7 +391,7 @@ impl Lock for MemcachedLock {
                 .await
                 .map(|held| held.is_some())
         };
-        self.acquire_ended(&Span::none(), &moments, &result, |got| *got);
+        self.acquire_ended(&span, &moments, &result, |got| *got);
         result
     }
 
@@ -499,11 +468,7 @@ impl Lock for MemcachedLock {
             let (_, _, secs) = self.prepare(ctx, key, ttl)?;
             self.extend_held(ctx, key, (ttl, secs)).await
         });
-        let done = match &result {
-            Ok(Some(_)) => Done::Yes,
-            Ok(None) => Done::No,
-            Err(_) => Done::Error,
-        };
+        let done = Done::of(&result, Option::is_some);
         record_outcome(&span, done.extend_label(), result.as_ref().err());
         self.metrics.mode(self.is_quorum()).extended(done);
         result

@@ -54,7 +54,7 @@ use tokio::time::{Instant, timeout_at};
 use pool::{CheckedOut, ClassicPool};
 
 use super::codec::{Reply, Request};
-use super::errors::{outcome_unknown, timed_out};
+use super::errors::{no_connection_in_time, outcome_unknown};
 use super::late::LateSender;
 use super::options::ClientOptions;
 use super::tcp::Peer;
@@ -123,13 +123,7 @@ impl Transport for ClassicTransport {
         });
         let (out, fresh) = match checked_out.await {
             Ok(result) => result?,
-            Err(_) => {
-                return Err(timed_out(
-                    &self.address,
-                    self.timeout,
-                    "waiting for a connection",
-                ));
-            }
+            Err(_) => return Err(no_connection_in_time(&self.address, self.timeout)),
         };
         Ok(Checkout {
             identity: out.conn.identity,

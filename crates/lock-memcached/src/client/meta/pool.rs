@@ -10,7 +10,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::connection::Connection;
 use super::probe::probe;
-use crate::client::errors::{reconnect_held_back, timed_out};
+use crate::client::errors::{no_connection_in_time, reconnect_held_back};
 use crate::client::identity::Probe;
 use crate::client::options::ClientOptions;
 use crate::client::tcp::Peer;
@@ -133,10 +133,9 @@ impl Pool {
     async fn fill_by(&self, i: usize, deadline: Instant, quiet: bool) -> Result<Checkout, Error> {
         match timeout_at(deadline, self.fill(i, deadline, quiet)).await {
             Ok(result) => result,
-            Err(_) => Err(timed_out(
+            Err(_) => Err(no_connection_in_time(
                 self.peer.name(),
                 self.options.timeout,
-                "waiting for a connection",
             )),
         }
     }

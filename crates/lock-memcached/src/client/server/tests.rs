@@ -739,7 +739,7 @@ async fn a_requests_future_does_not_carry_the_connect_path() {
     let server = Server::new("127.0.0.1:1", opts());
     let ctx = ctx();
     let call = Call::default();
-    let meta = server.call(&ctx, Request::Noop, &call);
+    let meta = server.call(&ctx, Arc::new(Request::Noop), &call);
     assert!(size_of_val(&meta) <= 1024, "{}", size_of_val(&meta));
     drop(meta);
     let endpoint = Endpoint::Meta(server);
