@@ -115,12 +115,20 @@ impl ServerClock {
     }
 
     /// The bounds of the offset for `boot` from the readings of the last [`WINDOW`], if any.
+    #[cfg(test)]
     pub(crate) fn offset(&self, boot: ServerIdentity) -> Option<Offset> {
+        self.offset_at(boot, Instant::now())
+    }
+
+    /// [`ServerClock::offset`] as of `now`, a moment the caller read the clock at (the start
+    /// of its operation, microseconds ago at most: next to the minute's window and its drift
+    /// allowance, no reading counts measurably longer for it).
+    pub(crate) fn offset_at(&self, boot: ServerIdentity, now: Instant) -> Option<Offset> {
         let r = self.readings.lock().unwrap_or_else(|p| p.into_inner());
         if r.boot != Some(boot) {
             return None;
         }
-        bounds(&r, Instant::now())
+        bounds(&r, now)
     }
 }
 

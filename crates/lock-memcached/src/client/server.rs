@@ -71,9 +71,10 @@ impl Call {
 pub(crate) struct Executed {
     pub(crate) reply: Reply,
     pub(crate) identity: ServerIdentity,
-    /// When the reply arrived: the clock is read once per request, for the request-latency
-    /// histogram and for the lock layer's reply-time bookkeeping (clock observations, when an
-    /// item is certainly gone), which would otherwise read it again.
+    /// When the reply arrived (was read from the socket): for the request-latency histogram
+    /// and for the lock layer's reply-time bookkeeping (clock observations, when an item is
+    /// certainly gone), which would otherwise read the clock again. The meta transport reads
+    /// the clock once per read from the socket, for every reply that read completed.
     pub(crate) arrived: Instant,
 }
 
@@ -286,12 +287,12 @@ impl<T: Transport> Server<T> {
             .exchange(conn, req, deadline, call.late.as_ref())
             .await;
         match exchanged {
-            Ok(reply) => match failure_of(&reply) {
+            Ok((reply, arrived)) => match failure_of(&reply) {
                 Some(failure) => Err(reply_error(&self.address, failure, T::command_name(req))),
                 None => Ok(Executed {
                     reply,
                     identity,
-                    arrived: Instant::now(),
+                    arrived,
                 }),
             },
             Err(ExchangeError::Failed(e)) => Err(e),

@@ -60,8 +60,9 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
     /// Returns a connection that was checked out and not used.
     fn give_back(&self, conn: Self::Conn);
 
-    /// Sends `req` on `conn` and waits for its reply until `deadline`. Error replies
-    /// (`SERVER_ERROR` and the like) are returned as replies: the policy classifies them.
+    /// Sends `req` on `conn` and waits for its reply until `deadline`; the reply and when it
+    /// arrived (read from the socket). Error replies (`SERVER_ERROR` and the like) are
+    /// returned as replies: the policy classifies them.
     ///
     /// `late` (attached to this connection's identity): when the caller stops waiting after
     /// the request left (the deadline passed, or the future was dropped), its reply goes
@@ -73,7 +74,7 @@ pub(crate) trait Transport: Send + Sync + Sized + 'static {
         req: &Arc<Request>,
         deadline: Instant,
         late: Option<&LateSender>,
-    ) -> Result<Reply, ExchangeError>;
+    ) -> Result<(Reply, Instant), ExchangeError>;
 
     /// The command(s) `req` becomes on the wire, for messages.
     fn command_name(req: &Request) -> &'static str;

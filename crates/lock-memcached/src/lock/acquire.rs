@@ -56,7 +56,7 @@ impl MemcachedLock {
         );
         let request = Request::Acquire(AcquireRequest {
             counter: fencing::counter_key(&wire),
-            initial: fencing::initial_value(fencing::CLOCK_MARGIN),
+            initial: fencing::initial_value(fencing::CLOCK_MARGIN, started),
             key: wire.clone(),
             data: value.clone(),
             ttl_secs: expiry.wire(),

@@ -51,13 +51,13 @@ pub(super) async fn expiry_on(
     secs: u32,
     started: Instant,
 ) -> Result<(Expiry, Instant)> {
-    let mut offset = offset_of(server, server.health().identity());
+    let mut offset = offset_of(server, server.health().identity(), started);
     let mut sent = started;
     if offset.is_none() && server.protocol() == "meta" {
         // Boxed: at most once a minute, and kept out of every acquire's future.
         Box::pin(read_clock(ctx, server)).await?;
-        offset = offset_of(server, server.health().identity());
         sent = Instant::now();
+        offset = offset_of(server, server.health().identity(), sent);
     }
     let expiry = offset
         .and_then(|offset| offset.expiry(sent, secs))
@@ -93,7 +93,7 @@ pub(super) fn trusted_until(
     let Expiry::Absolute(at) = expiry else {
         return by_ttl;
     };
-    match fresh.or_else(|| offset_of(server, Some(boot))) {
+    match fresh.or_else(|| offset_of(server, Some(boot), arrived)) {
         Some(offset) => (
             by_ttl.0.min(offset.alive_until(at)),
             by_ttl.1.max(offset.gone_by(at)),
@@ -124,8 +124,9 @@ pub(super) fn certainly_gone_by(secs: u32) -> Instant {
 /// relative ttl).
 const LONGEST_EXTRA_SECS: u32 = 3;
 
-fn offset_of(server: &Endpoint, boot: Option<ServerIdentity>) -> Option<Offset> {
-    server.health().clock().offset(boot?)
+/// The offset of `boot`'s clock as known at `now` (read by the caller for its operation).
+fn offset_of(server: &Endpoint, boot: Option<ServerIdentity>, now: Instant) -> Option<Offset> {
+    server.health().clock().offset_at(boot?, now)
 }
 
 /// Reads `server`'s clock once (and once more if the reply carried no reading).

@@ -182,6 +182,9 @@ pub(super) struct LeaseTable<R = HeldLease> {
     /// `pip_lock_held_leases`: moved by one at every record inserted or removed, so the
     /// tables of several instances add up in the recorder.
     held: metrics::Gauge,
+    /// The number of records, moved with `held`: the place check of every acquire reads it
+    /// (`DashMap::len` would lock every shard in turn).
+    records: AtomicUsize,
 }
 
 impl<R> Default for LeaseTable<R> {
@@ -193,6 +196,7 @@ impl<R> Default for LeaseTable<R> {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             held: metrics::Gauge::noop(),
+            records: AtomicUsize::new(0),
         }
     }
 }
@@ -262,7 +266,7 @@ impl<R: Record> LeaseTable<R> {
             len + in_flight <= max_size
                 || len + in_flight - usize::from(self.leases.contains_key(key)) <= max_size
         };
-        if fits(self.leases.len()) {
+        if fits(self.records.load(Ordering::Acquire)) {
             return Ok(place);
         }
         let now = Instant::now();
@@ -272,8 +276,8 @@ impl<R: Record> LeaseTable<R> {
             dropped += u32::from(!keep);
             keep
         });
-        self.held.decrement(f64::from(dropped));
-        if fits(self.leases.len()) {
+        self.removed(dropped as usize);
+        if fits(self.records.load(Ordering::Acquire)) {
             return Ok(place);
         }
         Err(Error::bad_request(
@@ -282,6 +286,20 @@ impl<R: Record> LeaseTable<R> {
         )
         .with_detail("key", key)
         .with_context(ctx))
+    }
+
+    /// Counts a record inserted.
+    fn added(&self) {
+        self.records.fetch_add(1, Ordering::AcqRel);
+        self.held.increment(1.0);
+    }
+
+    /// Counts `n` records removed.
+    fn removed(&self, n: usize) {
+        if n > 0 {
+            self.records.fetch_sub(n, Ordering::AcqRel);
+            self.held.decrement(n as f64);
+        }
     }
 
     /// Waits until no other extend of `key` by this instance is running.
@@ -296,13 +314,13 @@ impl<R: Record> LeaseTable<R> {
     pub(super) fn insert_if_absent(&self, key: &str, held: R) {
         if let dashmap::mapref::entry::Entry::Vacant(vacant) = self.leases.entry(key.to_string()) {
             vacant.insert(held);
-            self.held.increment(1.0);
+            self.added();
         }
     }
 
     pub(super) fn insert(&self, key: &str, held: R) {
         if self.leases.insert(key.to_string(), held).is_none() {
-            self.held.increment(1.0);
+            self.added();
         }
     }
 
@@ -330,7 +348,7 @@ impl<R: Record> LeaseTable<R> {
                 .remove_if(key, |_, h| LockValue::token(h.stored()) == token),
         }
         .map(|(_, held)| {
-            self.held.decrement(1.0);
+            self.removed(1);
             held
         })
     }
@@ -358,7 +376,7 @@ impl<R: Record> LeaseTable<R> {
             .remove_if(key, |_, h| Arc::ptr_eq(h.stored(), value))
             .is_some()
         {
-            self.held.decrement(1.0);
+            self.removed(1);
         }
     }
 
@@ -368,7 +386,7 @@ impl<R: Record> LeaseTable<R> {
         let mut held = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some((_, record)) = self.leases.remove(&key) {
-                self.held.decrement(1.0);
+                self.removed(1);
                 held.push(record);
             }
         }

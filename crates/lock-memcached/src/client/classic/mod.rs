@@ -142,7 +142,7 @@ impl Transport for ClassicTransport {
         req: &Arc<Request>,
         deadline: Instant,
         late: Option<&LateSender>,
-    ) -> Result<Reply, ExchangeError> {
+    ) -> Result<(Reply, Instant), ExchangeError> {
         // memcache-async cannot hand over a reply still owed: a caller that stops waiting
         // after the request left leaves its late receiver an "unknown" instead.
         let mut unanswered = Unanswered {
@@ -153,6 +153,7 @@ impl Transport for ClassicTransport {
             command: commands::command_name(req),
         };
         let outcome = timeout_at(deadline, commands::run(&mut out.conn, req)).await;
+        let arrived = Instant::now();
         let sent = out.conn.written() != unanswered.before;
         // Only a clean exchange returns the connection: after anything else memcache-async
         // may have left part of a reply on it, so `out` is dropped (closed) instead.
@@ -160,16 +161,16 @@ impl Transport for ClassicTransport {
             // An error line can leave more lines behind it: that connection is not reused.
             Ok(Ok(reply)) if reply.poisons_stream() => {
                 unanswered.late = None;
-                Ok(reply)
+                Ok((reply, arrived))
             }
             Ok(Ok(reply)) => {
                 unanswered.late = None;
                 self.pool.take_back(out);
-                Ok(reply)
+                Ok((reply, arrived))
             }
             Ok(Err(commands::Failure::Server(reply))) => {
                 unanswered.late = None;
-                Ok(reply)
+                Ok((reply, arrived))
             }
             Ok(Err(failure)) => Err(ExchangeError::Failed(failure.into_error(
                 &self.address,

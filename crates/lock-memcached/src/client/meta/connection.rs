@@ -72,14 +72,15 @@ struct Pending {
 
 impl Pending {
     /// Hands the result to the caller, or to the late receiver when the caller is gone.
-    fn answer(self, result: Result<Reply, Error>) {
+    /// `arrived`: when the bytes of the reply were read.
+    fn answer(self, result: Result<Reply, Error>, arrived: Instant) {
         let unclaimed = match self.reply {
             Some(reply) => match reply.send(match result {
-                Ok(r) => Answer::Reply(r),
+                Ok(r) => Answer::Reply(r, arrived),
                 Err(e) => Answer::Failed(e),
             }) {
                 Ok(()) => return,
-                Err(Answer::Reply(r)) => Ok(r),
+                Err(Answer::Reply(r, _)) => Ok(r),
                 Err(Answer::Failed(e)) => Err(e),
                 Err(Answer::Expired { .. }) => return,
             },
@@ -156,7 +157,7 @@ impl PendingReply {
     /// timeout).
     pub(crate) async fn wait(&mut self) -> Result<Reply, Error> {
         match self.answer().await {
-            Answer::Reply(reply) => Ok(reply),
+            Answer::Reply(reply, _) => Ok(reply),
             Answer::Failed(error) => Err(error),
             Answer::Expired { sent } => Err(if sent {
                 outcome_unknown(&self.address, "request", "its deadline passed")
@@ -422,6 +423,10 @@ async fn run(
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
+    // Made once: a `Notified` made in each turn of the loop would join and leave the
+    // notifier's waiter list (a lock each time) on every read, write and batch.
+    let closed = shared.close.notified();
+    tokio::pin!(closed);
 
     let exit = 'task: loop {
         if !rx_open && pending.is_empty() && waiting.is_empty() && wpos == wbuf.len() {
@@ -429,7 +434,7 @@ async fn run(
         }
         tokio::select! {
             biased;
-            _ = shared.close.notified() => break Exit::Broken("closed by the client".into()),
+            () = &mut closed => break Exit::Broken("closed by the client".into()),
             read = rd.read_buf(&mut rbuf) => {
                 match read {
                     Ok(0) if !answered && plain => break Exit::Broken(format!(
@@ -439,6 +444,9 @@ async fn run(
                     Ok(_) => {}
                     Err(e) => break io_exit(&e, "read", answered, plain),
                 }
+                // One clock read per read from the socket: the arrival of every reply in it
+                // (the callers' bookkeeping needs one; a read carries a dozen under load).
+                let arrived = Instant::now();
                 let mut pos = 0;
                 while let Some(front) = pending.front() {
                     match parse_with_limit(&rbuf[pos..], front.shape, max_value) {
@@ -451,7 +459,7 @@ async fn run(
                                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                                 // The caller may have given up: its reply then goes to the
                                 // late receiver, if any, or is discarded.
-                                p.answer(Ok(reply));
+                                p.answer(Ok(reply), arrived);
                             }
                             if poison {
                                 // CLIENT_ERROR / ERROR may be followed by lines we cannot pair.
@@ -527,7 +535,7 @@ async fn run(
         Exit::Refused(reason) => {
             for p in pending.drain(..) {
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                p.answer(Err(tls_error(&address, reason.clone())));
+                p.answer(Err(tls_error(&address, reason.clone())), Instant::now());
             }
             rx.close();
             while let Ok(cmd) = rx.try_recv() {
@@ -547,7 +555,10 @@ async fn run(
             let why = e.message().to_string();
             if let Some(p) = pending.pop_front() {
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                p.answer(Err(protocol_error(&address, e.message()).with_source(e)));
+                p.answer(
+                    Err(protocol_error(&address, e.message()).with_source(e)),
+                    Instant::now(),
+                );
             }
             why
         }
@@ -555,7 +566,7 @@ async fn run(
     for p in pending.drain(..) {
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         let error = outcome_unknown(&address, p.command, &why);
-        p.answer(Err(error));
+        p.answer(Err(error), Instant::now());
     }
     rx.close();
     while let Ok(cmd) = rx.try_recv() {

@@ -13,13 +13,16 @@ use std::task::{Poll, Waker};
 
 use commons::Error;
 
+use tokio::time::Instant;
+
 use crate::client::codec::Reply;
 
 /// What the task tells the caller of one request.
 #[derive(Debug)]
 pub(crate) enum Answer {
-    /// The server's reply.
-    Reply(Reply),
+    /// The server's reply, and when the bytes that completed it were read (one clock read
+    /// per read from the socket, shared by every reply in it).
+    Reply(Reply, Instant),
     /// The request failed (the connection broke, or the reply could not be read).
     Failed(Error),
     /// The request's deadline passed first; `sent`: its bytes had been written (its outcome
@@ -204,10 +207,14 @@ mod tests {
         let waiting = tokio::spawn(async move { waiter.outcome().await });
         tokio::task::yield_now().await;
         assert!(responder.commit());
-        assert!(responder.send(Answer::Reply(Reply::Mn)).is_ok());
+        assert!(
+            responder
+                .send(Answer::Reply(Reply::Mn, Instant::now()))
+                .is_ok()
+        );
         assert!(matches!(
             waiting.await.unwrap(),
-            Outcome::Answered(Answer::Reply(Reply::Mn))
+            Outcome::Answered(Answer::Reply(Reply::Mn, _))
         ));
     }
 
@@ -235,8 +242,8 @@ mod tests {
         drop(waiter);
         assert!(!responder.commit());
         assert!(matches!(
-            responder.send(Answer::Reply(Reply::Mn)),
-            Err(Answer::Reply(Reply::Mn))
+            responder.send(Answer::Reply(Reply::Mn, Instant::now())),
+            Err(Answer::Reply(Reply::Mn, _))
         ));
         let (responder, waiter) = handoff();
         assert!(responder.commit());

@@ -68,7 +68,7 @@ impl Transport for MetaTransport {
         req: &Arc<Request>,
         deadline: Instant,
         late: Option<&LateSender>,
-    ) -> Result<Reply, ExchangeError> {
+    ) -> Result<(Reply, Instant), ExchangeError> {
         // The connection's task keeps the deadline: no timer per request here.
         let mut pending = match conn.send_with_late(req.clone(), late.cloned(), Some(deadline)) {
             Ok(p) => p,
@@ -78,7 +78,7 @@ impl Transport for MetaTransport {
             }
         };
         match pending.answer().await {
-            Answer::Reply(reply) => Ok(reply),
+            Answer::Reply(reply, arrived) => Ok((reply, arrived)),
             Answer::Failed(e) => {
                 // A refused key says nothing about the connection.
                 if e.kind() != ErrorKind::BadRequest {

@@ -83,7 +83,7 @@ impl MemcachedLock {
             data: value.clone(),
             ttl_secs: secs,
             counter: counter.clone(),
-            initial: fencing::initial_value(config.quarantine),
+            initial: fencing::initial_value(config.quarantine, started),
         };
         let replicas = Arc::new(Mutex::new(vec![None; n]));
         let placed = Arc::new(Mutex::new(vec![None; n]));
