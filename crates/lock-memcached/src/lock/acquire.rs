@@ -22,18 +22,21 @@ use crate::client::{AcquireReplies, AcquireRequest, Call, Reply, Request, late_c
 use crate::value::LockValue;
 
 impl MemcachedLock {
-    /// One acquire attempt; on success the lease record as stored in the table.
+    /// One acquire attempt; on success what `keep` makes of the lease record before it goes
+    /// into the table (the record is moved there, not copied: `try_acquire_lock` keeps
+    /// nothing of it, `try_acquire_lease` a `Lease`).
     ///
     /// `moments.started` (read by the caller just before) is when the request counts from;
     /// `moments.ended` is set to when its reply arrived: the operation's latency histogram
     /// shares the lock's own clock reads.
-    pub(super) async fn acquire_once(
+    pub(super) async fn acquire_once<T>(
         &self,
         ctx: &Context,
         key: &str,
         ttl: Duration,
         moments: &mut Moments,
-    ) -> Result<Option<HeldLease>> {
+        keep: impl FnOnce(&HeldLease) -> T,
+    ) -> Result<Option<T>> {
         let (opened, wire, secs) = self.prepare(ctx, key, ttl)?;
         let config = &opened.config;
         if self.leases.holds_valid(key) {
@@ -119,8 +122,9 @@ impl MemcachedLock {
                     gone_by,
                     value,
                 };
-                self.leases.insert(key, held.clone());
-                Ok(Some(held))
+                let kept = keep(&held);
+                self.leases.insert(key, held);
+                Ok(Some(kept))
             }
             Reply::Ns(_) => Ok(None),
             other => Err(unexpected(ctx, "ms", &other)),

@@ -237,8 +237,8 @@ impl MemcachedLock {
             let held = Box::pin(self.quorum_acquire_once(ctx, key, ttl)).await?;
             return Ok(held.map(|held| held.to_lease(key)));
         }
-        let held = self.acquire_once(ctx, key, ttl, moments).await?;
-        Ok(held.map(|held| held.to_lease(key)))
+        self.acquire_once(ctx, key, ttl, moments, |held| held.to_lease(key))
+            .await
     }
 
     /// Fills the fields of an enabled operation span that need the opened state: the key (as
@@ -295,7 +295,10 @@ impl MemcachedLock {
                 .await?
                 .is_some());
         }
-        Ok(self.acquire_once(ctx, key, ttl, moments).await?.is_some())
+        Ok(self
+            .acquire_once(ctx, key, ttl, moments, |_| ())
+            .await?
+            .is_some())
     }
 
     /// Records the end of an acquire operation: its span's outcome and the metrics.
@@ -387,7 +390,7 @@ impl Lock for MemcachedLock {
                 .await
                 .map(|held| held.is_some())
         } else {
-            self.acquire_once(ctx, key, ttl, &mut moments)
+            self.acquire_once(ctx, key, ttl, &mut moments, |_| ())
                 .await
                 .map(|held| held.is_some())
         };
@@ -525,7 +528,7 @@ mod future_sizes {
         let lock = MemcachedLock::new();
         let ctx = Context::new();
         let mut moments = Moments::now();
-        let acquire = lock.acquire_once(&ctx, "k", Duration::from_secs(1), &mut moments);
+        let acquire = lock.acquire_once(&ctx, "k", Duration::from_secs(1), &mut moments, |_| ());
         assert!(size_of_val(&acquire) <= LIMIT, "{}", size_of_val(&acquire));
         drop(acquire);
         let release = lock.release_once(&ctx, "k", None);

@@ -67,7 +67,10 @@ pub(super) fn handoff() -> (Responder, Waiter) {
             shared: shared.clone(),
             answered: false,
         },
-        Waiter { shared },
+        Waiter {
+            shared,
+            answered: false,
+        },
     )
 }
 
@@ -137,6 +140,9 @@ impl Drop for Responder {
 #[derive(Debug)]
 pub(super) struct Waiter {
     shared: Arc<Shared>,
+    /// The answer was taken: the task is done with the request, and dropping this side has
+    /// nothing to tell it (no lock to take, the common case).
+    answered: bool,
 }
 
 /// What a [`Waiter`] learns.
@@ -154,6 +160,7 @@ impl Waiter {
         poll_fn(|cx| {
             let mut meeting = self.shared.meeting();
             if let Some(answer) = meeting.answer.take() {
+                self.answered = true;
                 return Poll::Ready(Outcome::Answered(answer));
             }
             if meeting.task_gone {
@@ -192,6 +199,9 @@ impl Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
         self.abandon();
         self.shared.meeting().caller_gone = true;
     }
