@@ -16,12 +16,33 @@ use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
 use super::expiry;
 use super::fencing;
-use super::lease::HeldLease;
+use super::lease::{HeldLease, ttl_secs};
 use super::{MemcachedLock, Moments};
-use crate::client::{AcquireReplies, AcquireRequest, Call, Reply, Request, late_channel};
+use crate::client::{
+    AcquireReplies, AcquireRequest, Call, Endpoint, Reply, Request, WireKey, late_channel,
+};
+use crate::key::wire_key;
 use crate::value::LockValue;
 
 impl MemcachedLock {
+    /// The key on the wire, the ttl in seconds, the key's server and `options.max_size`: the
+    /// checks and lookups before the round trip, out of the acquire's future (a plain
+    /// function keeps their temporaries out of its state).
+    fn route(
+        &self,
+        ctx: &Context,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<(WireKey, u32, Arc<Endpoint>, usize)> {
+        self.with_opened(ctx, |opened| {
+            let config = &opened.config;
+            let secs = ttl_secs(ctx, ttl, config)?;
+            let wire = wire_key(ctx, key, config)?;
+            let server = opened.cluster.server_for(&wire).clone();
+            Ok((wire, secs, server, config.max_size))
+        })
+    }
+
     /// One acquire attempt; on success what `keep` makes of the lease record before it goes
     /// into the table (the record is moved there, not copied: `try_acquire_lock` keeps
     /// nothing of it, `try_acquire_lease` a `Lease`).
@@ -37,15 +58,13 @@ impl MemcachedLock {
         moments: &mut Moments,
         keep: impl FnOnce(&HeldLease) -> T,
     ) -> Result<Option<T>> {
-        let (opened, wire, secs) = self.prepare(ctx, key, ttl)?;
-        let config = &opened.config;
+        let (wire, secs, server, max_size) = self.route(ctx, key, ttl)?;
         if self.leases.holds_valid(key) {
             return Ok(None); // not reentrant, and no round trip needed to know it
         }
         // Held until the record is in the table (or the acquire failed).
-        let _place = self.leases.reserve(ctx, key, config.max_size)?;
+        let _place = self.leases.reserve(ctx, key, max_size)?;
         let value: Arc<[u8]> = LockValue::encode_new(&self.holder, ctx.trace_id()).into();
-        let server = opened.cluster.server_for(&wire).clone();
         let (expiry, started) = expiry::expiry_on(ctx, &server, secs, moments.started).await?;
         let (late, late_reply) = late_channel();
         let mut in_flight = AcquireInFlight::new(

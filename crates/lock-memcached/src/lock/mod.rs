@@ -349,6 +349,15 @@ impl MemcachedLock {
         self.quorum_mode.load(Ordering::Acquire)
     }
 
+    /// Runs `f` on the opened state, under its read lock and without a copy of its `Arc`
+    /// (the hot paths need it only before their first await).
+    fn with_opened<T>(&self, ctx: &Context, f: impl FnOnce(&Opened) -> Result<T>) -> Result<T> {
+        match &*read(&self.opened) {
+            Some(opened) => f(opened),
+            None => Err(Error::not_opened("MemcachedLock").with_context(ctx)),
+        }
+    }
+
     fn opened(&self, ctx: &Context) -> Result<Arc<Opened>> {
         read(&self.opened)
             .clone()

@@ -19,13 +19,13 @@ impl MemcachedLock {
         key: &str,
         token: Option<&str>,
     ) -> Result<bool> {
-        let opened = self.opened(ctx)?;
         if self.is_quorum() {
+            let opened = self.opened(ctx)?;
             // Boxed (here and for the other quorum operations): the sharded path's future
             // stays small, and is moved at each await.
             return Box::pin(self.quorum_release(ctx, &opened, key, token)).await;
         }
-        let Some(held) = self.leases.take_checked(ctx, key, token, &opened.config)? else {
+        let Some(held) = self.take_held(ctx, key, token)? else {
             return Ok(false);
         };
         match delete_held(ctx, &held).await {
@@ -44,6 +44,21 @@ impl MemcachedLock {
                 Err(e.with_detail("key", key))
             }
         }
+    }
+}
+
+impl MemcachedLock {
+    /// Takes this owner's record of `key` out of the table (see `LeaseTable::take_checked`).
+    /// A plain function: its temporaries stay out of the release's future.
+    fn take_held(
+        &self,
+        ctx: &Context,
+        key: &str,
+        token: Option<&str>,
+    ) -> Result<Option<HeldLease>> {
+        self.with_opened(ctx, |opened| {
+            self.leases.take_checked(ctx, key, token, &opened.config)
+        })
     }
 }
 
