@@ -439,3 +439,81 @@ pub(super) fn validity(ttl: Duration, secs: u32) -> Duration {
         .saturating_sub(GRANULARITY)
         .min(ttl)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record with only what the table looks at.
+    #[derive(Clone)]
+    struct Stub {
+        value: Arc<[u8]>,
+        gone_by: Instant,
+    }
+
+    impl Record for Stub {
+        fn stored(&self) -> &Arc<[u8]> {
+            &self.value
+        }
+        fn gone_by(&self) -> Instant {
+            self.gone_by
+        }
+        fn is_valid(&self) -> bool {
+            true
+        }
+        fn is_confirmed(&self) -> bool {
+            true
+        }
+    }
+
+    fn stub(token: &str, gone_by: Instant) -> Stub {
+        Stub {
+            value: LockValue::encode(token, "host=h;pid=1", None).into(),
+            gone_by,
+        }
+    }
+
+    /// The place check reads the record count, not the map: every way a record enters or
+    /// leaves the table must move it.
+    #[test]
+    fn the_record_count_follows_every_insert_and_removal() {
+        let table: LeaseTable<Stub> = LeaseTable::default();
+        let ctx = Context::new();
+        let count = |t: &LeaseTable<Stub>| {
+            let counted = t.records.load(Ordering::Acquire);
+            assert_eq!(counted, t.leases.len(), "the count drifted from the map");
+            counted
+        };
+        let later = Instant::now() + Duration::from_secs(60);
+        let a = stub("a", later);
+        table.insert("a", a.clone());
+        table.insert("a", stub("a2", later)); // replaced, not added
+        table.insert_if_absent("a", stub("a3", later));
+        table.insert_if_absent("b", stub("b", later));
+        table.restore("c", stub("c", later));
+        assert_eq!(count(&table), 3);
+        assert!(table.take("b", Some("not-its-token")).is_none());
+        assert!(table.take("b", Some("b")).is_some());
+        assert!(table.take("b", None).is_none());
+        assert_eq!(count(&table), 2);
+        table.forget("a", &a.value); // not the current acquisition of "a": stays
+        assert_eq!(count(&table), 2);
+        assert_eq!(table.drain().len(), 2);
+        assert_eq!(count(&table), 0);
+
+        // Full (max_size 2): records already gone on the server are dropped to make room.
+        table.insert("old", stub("old", Instant::now()));
+        table.insert("new", stub("new", later));
+        let place = table
+            .reserve(&ctx, "third", 2)
+            .expect("the gone record made room");
+        assert_eq!(count(&table), 1);
+        drop(place);
+        table.insert("third", stub("third", later));
+        let err = table.reserve(&ctx, "fourth", 2).unwrap_err();
+        assert_eq!(err.code(), crate::codes::TOO_MANY_LOCKS);
+        // A key that already has a record is replaced, not added.
+        assert!(table.reserve(&ctx, "third", 2).is_ok());
+        assert_eq!(count(&table), 2);
+    }
+}
