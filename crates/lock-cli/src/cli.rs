@@ -24,9 +24,9 @@ pub(crate) struct Cli {
     #[command(flatten, next_help_heading = "Connection")]
     pub(crate) connection: Connection,
 
-    /// Log filter for pip-lock's own log lines on stderr (error, warn, info, debug, trace,
-    /// or a tracing filter such as `lock_cli=debug`). Without it, RUST_LOG is read; failing
-    /// both, `warn`.
+    /// Log filter for pip-lock's own log lines on stderr: a level (off, error, warn, info,
+    /// debug, trace) or comma-separated parts, each a level or TARGET=LEVEL (such as
+    /// `lock_cli=debug`). Without it, RUST_LOG is read; failing both, `warn`.
     #[arg(
         long,
         global = true,

@@ -121,12 +121,33 @@ fn usage_error(error: clap::Error) -> ! {
     std::process::exit(i32::from(exit::USAGE));
 }
 
+/// The filter `--log-level` asks for. Each comma-separated part is a level or
+/// `TARGET=LEVEL`: tracing would read a bare word that is not a level (`verbose`, a
+/// misspelt `degub`) as a target to log everything of, which logs nothing here, silently.
+fn log_filter(level: &str) -> Result<EnvFilter, Failure> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let bad = |why: &str| {
+        Failure::usage(format!(
+            "--log-level '{level}': {why} (use one of {}, or TARGET=LEVEL such as lock_cli=debug)",
+            LEVELS.join(", ")
+        ))
+    };
+    for part in level.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(bad("an empty part"));
+        }
+        if !part.contains('=') && !LEVELS.contains(&part.to_ascii_lowercase().as_str()) {
+            return Err(bad(&format!("'{part}' is not a level")));
+        }
+    }
+    EnvFilter::try_new(level).map_err(|e| bad(&e.to_string()))
+}
+
 /// Log lines on stderr: `--log-level` (a bad one is a usage error), else `RUST_LOG`, else
 /// `warn`.
 fn init_logging(level: Option<&str>) -> Result<(), Failure> {
     let filter = match level {
-        Some(level) => EnvFilter::try_new(level)
-            .map_err(|e| Failure::usage(format!("--log-level '{level}': {e}")))?,
+        Some(level) => log_filter(level)?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
     };
     tracing_subscriber::fmt()

@@ -173,6 +173,16 @@ fn bad_arguments_exit_2_with_the_reason_and_the_usage() {
         (&["inspect"], "required"),
         (&["frobnicate"], "unrecognized subcommand"),
         (&["--log-level", "lock_cli=loud", "status"], "--log-level"),
+        // A bare word that is not a level would be a tracing target: silently no logs.
+        (
+            &["--log-level", "verbose", "status"],
+            "'verbose' is not a level",
+        ),
+        (
+            &["--log-level", "warn,degub", "status"],
+            "'degub' is not a level",
+        ),
+        (&["--log-level", "info,,", "status"], "an empty part"),
         (&["-o", "timeout", "status"], "KEY=VALUE"),
     ];
     for (args, reason) in cases {
@@ -181,6 +191,10 @@ fn bad_arguments_exit_2_with_the_reason_and_the_usage() {
         assert!(done.stderr.contains(reason), "{args:?}: {}", done.stderr);
         assert!(done.stderr.contains("Usage:"), "{args:?}: {}", done.stderr);
     }
+    // Levels in any case and TARGET=LEVEL parts are filters.
+    let filtered =
+        finish(pip_lock(&address).args(["--log-level", "lock_cli=debug,WARN", "status"]));
+    assert_eq!(filtered.code, Some(0), "{}", filtered.stderr);
     // No lock configured at all, or two ways at once.
     let none = finish(bare_pip_lock().args(["inspect", "k"]));
     assert_eq!(none.code, Some(2), "{}", none.stderr);
