@@ -666,3 +666,35 @@ async fn close_releases_held_locks_and_is_bounded_when_the_server_is_gone() {
     assert!(closed.is_ok(), "close hung with a paused server");
     assert!(!b.is_open());
 }
+
+/// A burst of acquires on a lock whose idle connections were closed: the slots are connected
+/// again and every acquire is served. A connect in progress used to count as a failed one,
+/// so all but the first few callers were refused with "reconnecting is held back".
+#[tokio::test]
+async fn a_burst_of_acquires_after_the_idle_connections_were_closed_is_served() {
+    let server = MemcachedServer::start().unwrap();
+    let lock = Arc::new(open_lock(&server.address(), &[("options.idle", "200")]).await);
+    tokio::time::sleep(Duration::from_millis(800)).await; // reaped
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..256 {
+        let lock = lock.clone();
+        tasks.spawn(async move {
+            let key = unique_key(&format!("burst{i}"));
+            lock.try_acquire_lock(&Context::new(), &key, TTL).await
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            Ok(true) => {}
+            Ok(false) => failures.push("busy".to_string()),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 256 failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}

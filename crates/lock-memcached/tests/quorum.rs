@@ -221,3 +221,39 @@ async fn a_quorum_lock_opens_with_a_minority_of_its_servers_down() {
     assert_eq!(err.kind(), commons::ErrorKind::Connection, "{err}");
     assert!(err.message().contains(&servers[1].address()), "{err}");
 }
+
+/// A burst of acquires on a lock whose connections were all closed as idle: every one gets a
+/// real answer (the connections are made again), none fails to connect.
+#[tokio::test]
+async fn a_burst_of_acquires_after_the_idle_connections_were_closed_is_served() {
+    let servers = aged_quorum(3).await;
+    let mut config = quorum_config(&servers);
+    config.set("options.idle", "200");
+    let lock = MemcachedLock::new();
+    lock.configure(&config).expect("configure");
+    lock.open(&Context::new()).await.expect("open");
+    tokio::time::sleep(Duration::from_millis(800)).await; // reaped
+    let lock = std::sync::Arc::new(lock);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..256 {
+        let lock = lock.clone();
+        tasks.spawn(async move {
+            lock.try_acquire_lock(&Context::new(), &unique_key(&format!("burst{i}")), TTL)
+                .await
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            Ok(true) => {}
+            Ok(false) => failures.push("busy".to_string()),
+            Err(e) => failures.push(format!("{e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 256 failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}

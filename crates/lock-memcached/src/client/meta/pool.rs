@@ -19,8 +19,9 @@ use crate::client::transport::ConnectionPool;
 #[derive(Debug, Default)]
 struct SlotState {
     conn: Option<Arc<Connection>>,
-    /// The last connect attempt, kept while the slot is in a failed state (a failed connect
-    /// or a connection that broke); cleared when a connection is closed as idle.
+    /// When the last connect of this slot failed; cleared by a connect that works and when
+    /// a connection is closed as idle. A connect still in progress is not a failure: callers
+    /// wait for it rather than being held back.
     last_attempt: Option<Instant>,
 }
 
@@ -160,8 +161,40 @@ impl Pool {
             return Ok((conn, None));
         }
         if !quiet {
-            slot.lock().last_attempt = Some(Instant::now());
+            // A connect that failed while this caller waited for its turn holds it back too
+            // (rather than each waiter trying again, one connect timeout after another).
+            let failed = slot.lock().last_attempt;
+            if let Some(at) = failed {
+                let until = at + self.options.reconnect;
+                let now = Instant::now();
+                if until > now {
+                    return Err(reconnect_held_back(self.peer.name(), until - now));
+                }
+            }
         }
+        let made = self.connect(deadline).await;
+        let mut state = slot.lock();
+        let (conn, probed) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                // Only a failed connect is held back: one in progress is waited for (see
+                // `get`), and background work holds nobody back.
+                if !quiet {
+                    state.last_attempt = Some(Instant::now());
+                }
+                return Err(e);
+            }
+        };
+        state.conn = Some(conn.clone());
+        // Only failed connects are held back: a connection that worked and later broke is
+        // replaced at once (with pool_size=1 a single bad reply would otherwise cut the
+        // server off for `reconnect`).
+        state.last_attempt = None;
+        Ok((conn, Some(probed)))
+    }
+
+    /// Opens a connection and probes it.
+    async fn connect(&self, deadline: Instant) -> Result<(Arc<Connection>, Probe), Error> {
         let connect_timeout = self
             .options
             .connect_timeout
@@ -176,14 +209,7 @@ impl Pool {
         .await?;
         let probed = probe(&conn, deadline).await?;
         conn.set_identity(probed.identity);
-        let conn = Arc::new(conn);
-        let mut state = slot.lock();
-        state.conn = Some(conn.clone());
-        // Only failed connects are held back: a connection that worked and later broke is
-        // replaced at once (with pool_size=1 a single bad reply would otherwise cut the
-        // server off for `reconnect`).
-        state.last_attempt = None;
-        Ok((conn, Some(probed)))
+        Ok((Arc::new(conn), probed))
     }
 
     /// Takes `conn` out of its slot without closing it: requests already written on it
