@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use commons::{Context, Error, ErrorKind, Result};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::super::MemcachedLock;
@@ -15,7 +14,7 @@ use super::super::expiry::{self, Expiry};
 use super::super::fencing;
 use super::super::lease::validity;
 use super::release::{adopt_unknown, delete_replica, delete_unknown, release_replicas};
-use super::{QuorumHeld, Replica, drift, in_quarantine, is_outage, majority, no_quorum};
+use super::{Fan, QuorumHeld, Replica, drift, in_quarantine, is_outage, majority, no_quorum};
 use crate::client::{
     AcquireReplies, AcquireRequest, Call, Endpoint, Executed, Reply, Request, WireKey,
 };
@@ -87,11 +86,11 @@ impl MemcachedLock {
         };
         let replicas = Arc::new(Mutex::new(vec![None; n]));
         let placed = Arc::new(Mutex::new(vec![None; n]));
-        let mut answers = JoinSet::new();
+        let mut answers = Fan::new();
         for (i, server) in servers.iter().enumerate() {
             let (ctx, server, placed) = (ctx.clone(), server.clone(), placed.clone());
             let mut request = request.clone();
-            answers.spawn(async move {
+            answers.push(async move {
                 // Each server's expiry by its own clock.
                 let (expiry, sent) =
                     match expiry::expiry_on(&ctx, &server, secs, Instant::now()).await {
@@ -106,19 +105,17 @@ impl MemcachedLock {
         }
         let mut tally = Tally::new(n);
         while !tally.settled(n) {
-            let Some(joined) = answers.join_next().await else {
+            let Some((i, result)) = answers.next().await else {
                 break;
             };
-            if let Ok((i, result)) = joined {
-                let placed = slot(&placed)[i];
-                let answer = Answer {
-                    i,
-                    result,
-                    placed,
-                    ttl: (ttl, secs),
-                };
-                record(&mut tally, &replicas, servers, config, answer);
-            }
+            let placed = slot(&placed)[i];
+            let answer = Answer {
+                i,
+                result,
+                placed,
+                ttl: (ttl, secs),
+            };
+            record(&mut tally, &replicas, servers, config, answer);
         }
         let granted = tally.granted >= tally.need;
         let held = QuorumHeld {
@@ -298,13 +295,13 @@ async fn establish_token(
         return Err("no granting server advanced the fencing counter");
     };
     let mut established = Vec::new();
-    let mut raises = JoinSet::new();
+    let mut raises = Fan::new();
     for &(i, value) in &tally.counters {
         match value {
             Some(v) if v >= token => established.push(i),
             Some(v) => {
                 let (ctx, server, counter) = (ctx.clone(), servers[i].clone(), counter.clone());
-                raises.spawn(async move {
+                raises.push(async move {
                     let request = Request::Raise {
                         counter,
                         by: token - v,
@@ -315,8 +312,8 @@ async fn establish_token(
             None => {}
         }
     }
-    while let Some(joined) = raises.join_next().await {
-        if let Ok((i, Ok(executed))) = joined
+    while let Some(answer) = raises.next().await {
+        if let (i, Ok(executed)) = answer
             && matches!(executed.reply, Reply::Count(v) if v >= token)
         {
             established.push(i);
@@ -342,7 +339,7 @@ async fn establish_token(
 /// replicas; of a refused lock (and whatever a server may have stored without saying so) is
 /// deleted by its token.
 fn finish_late(
-    mut answers: JoinSet<(usize, Result<Executed>)>,
+    mut answers: Fan<(usize, Result<Executed>)>,
     held: QuorumHeld,
     servers: Vec<Arc<Endpoint>>,
     granted: bool,
@@ -354,8 +351,7 @@ fn finish_late(
     tokio::spawn(async move {
         let ctx = Context::new();
         let mut unknown = unknown;
-        while let Some(joined) = answers.join_next().await {
-            let Ok((i, result)) = joined else { continue };
+        while let Some((i, result)) = answers.next().await {
             match result {
                 Ok(executed) => {
                     if let Reply::Acquired(pair) = executed.reply

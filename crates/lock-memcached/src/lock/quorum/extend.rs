@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use commons::{Context, Result};
 use lock_core::Lease;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::super::expiry;
 use super::super::lease::validity;
 use super::super::{MemcachedLock, Opened};
 use super::release::release_replicas;
-use super::{QuorumHeld, Replica, drift, in_quarantine, majority};
+use super::{Fan, QuorumHeld, Replica, drift, in_quarantine, majority};
 use crate::client::{Call, Endpoint, Reply, Request, SetMode};
 
 impl MemcachedLock {
@@ -36,11 +35,11 @@ impl MemcachedLock {
         let servers = opened.cluster.servers();
         let started = Instant::now();
         let before = held.replicas().clone();
-        let mut renewals = JoinSet::new();
+        let mut renewals = Fan::new();
         for (i, server) in servers.iter().enumerate() {
             let replica = before.get(i).copied().flatten();
             let (ctx, server, held) = (ctx.clone(), server.clone(), held.clone());
-            renewals.spawn(async move {
+            renewals.push(async move {
                 (
                     i,
                     renew_on(&ctx, &server, &held, replica, (ttl, secs)).await,
@@ -50,8 +49,7 @@ impl MemcachedLock {
         let mut after = before.clone();
         let mut confirmed = 0;
         let mut valid_until = started + validity(ttl, secs).saturating_sub(drift(ttl, config));
-        while let Some(joined) = renewals.join_next().await {
-            let Ok((i, outcome)) = joined else { continue };
+        while let Some((i, outcome)) = renewals.next().await {
             match outcome {
                 Renewed::Yes(replica, trusted_until) => {
                     if in_quarantine(&servers[i], replica.identity, config) {

@@ -29,8 +29,7 @@ impl MemcachedLock {
         let mut values: Vec<(Vec<u8>, usize, Option<Duration>)> = Vec::new();
         let mut answered = 0;
         let mut said = vec!["no answer in time".to_string(); servers.len()];
-        while let Some(joined) = answers.join_next().await {
-            let Ok((i, result)) = joined else { continue };
+        while let Some((i, result)) = answers.next().await {
             match result {
                 Ok(executed) => {
                     answered += 1;

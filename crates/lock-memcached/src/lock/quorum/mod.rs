@@ -14,6 +14,7 @@
 
 mod acquire;
 mod extend;
+mod fan;
 mod inspect;
 mod release;
 
@@ -24,13 +25,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use commons::{Context, Error, ErrorKind, Result, codes};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::lease::record;
 use crate::client::{Call, Endpoint, Executed, Request, ServerIdentity, WireKey};
 use crate::codes::NO_QUORUM;
 use crate::config::MemcachedLockConfig;
+use fan::Fan;
 
 /// One server's copy of a quorum lock.
 #[derive(Debug, Clone, Copy)]
@@ -139,18 +140,18 @@ pub(super) fn drift(ttl: Duration, config: &MemcachedLockConfig) -> Duration {
 
 /// Sends one request to every server at once; answers arrive as they come, tagged with the
 /// server's index.
-pub(super) fn fan_out(
+fn fan_out(
     ctx: &Context,
     servers: &[Arc<Endpoint>],
     request: impl Fn(usize) -> Option<(Request, Call)>,
-) -> JoinSet<(usize, Result<Executed>)> {
-    let mut answers = JoinSet::new();
+) -> Fan<(usize, Result<Executed>)> {
+    let mut answers = Fan::new();
     for (i, server) in servers.iter().enumerate() {
         let Some((req, call)) = request(i) else {
             continue;
         };
         let (ctx, server) = (ctx.clone(), server.clone());
-        answers.spawn(async move { (i, server.call(&ctx, req, &call).await) });
+        answers.push(async move { (i, server.call(&ctx, req, &call).await) });
     }
     answers
 }

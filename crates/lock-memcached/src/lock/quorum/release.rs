@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commons::{Context, Result};
-use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
 
 use super::super::release::delete_if_token;
 use super::super::{MemcachedLock, Opened};
-use super::{QuorumHeld, Replica};
+use super::{Fan, QuorumHeld, Replica};
 use crate::client::{Call, Endpoint, Reply, Request};
 use crate::codes::SERVER_RESTARTED;
 
@@ -45,15 +44,15 @@ pub(in crate::lock) async fn release_replicas(
     held: &QuorumHeld,
 ) -> bool {
     let replicas = held.take_for_release();
-    let mut deletes = JoinSet::new();
+    let mut deletes = Fan::new();
     for (i, server) in servers.iter().enumerate() {
         let replica = replicas.get(i).copied().flatten();
         let (ctx, server, held) = (ctx.clone(), server.clone(), held.clone());
-        deletes.spawn(async move { delete_replica(&ctx, &server, &held, replica).await });
+        deletes.push(async move { delete_replica(&ctx, &server, &held, replica).await });
     }
     let mut deleted = false;
-    while let Some(joined) = deletes.join_next().await {
-        deleted |= matches!(joined, Ok(Ok(true)));
+    while let Some(answer) = deletes.next().await {
+        deleted |= matches!(answer, Ok(true));
     }
     deleted
 }
