@@ -16,12 +16,11 @@ use super::cleanup::AcquireInFlight;
 use super::errors::{cas_disabled, unexpected};
 use super::expiry;
 use super::fencing;
-use super::lease::{HeldLease, ttl_secs};
-use super::{MemcachedLock, Moments};
+use super::lease::HeldLease;
+use super::{MemcachedLock, Moments, checked};
 use crate::client::{
     AcquireReplies, AcquireRequest, Call, Endpoint, Reply, Request, WireKey, late_channel,
 };
-use crate::key::wire_key;
 use crate::value::LockValue;
 
 impl MemcachedLock {
@@ -35,11 +34,9 @@ impl MemcachedLock {
         ttl: Duration,
     ) -> Result<(WireKey, u32, Arc<Endpoint>, usize)> {
         self.with_opened(ctx, |opened| {
-            let config = &opened.config;
-            let secs = ttl_secs(ctx, ttl, config)?;
-            let wire = wire_key(ctx, key, config)?;
+            let (wire, secs) = checked(ctx, key, ttl, &opened.config)?;
             let server = opened.cluster.server_for(&wire).clone();
-            Ok((wire, secs, server, config.max_size))
+            Ok((wire, secs, server, opened.config.max_size))
         })
     }
 

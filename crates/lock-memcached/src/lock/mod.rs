@@ -49,6 +49,18 @@ use lease::{LeaseTable, ttl_secs};
 use quorum::QuorumHeld;
 pub use status::ServerStatus;
 
+/// The key as sent and the ttl in whole seconds, each checked against `config`.
+fn checked(
+    ctx: &Context,
+    key: &str,
+    ttl: Duration,
+    config: &MemcachedLockConfig,
+) -> Result<(WireKey, u32)> {
+    let secs = ttl_secs(ctx, ttl, config)?;
+    let wire = wire_key(ctx, key, config)?;
+    Ok((wire, secs))
+}
+
 /// Awaits the future `$fut` inside `$span`, wrapped with `tracing::Instrument` only when the
 /// span is enabled: wrapping moves the operation's future (large: it holds every layer down to
 /// the socket) twice more, copies the path without a subscriber does not pay (measured with
@@ -219,8 +231,7 @@ impl MemcachedLock {
         ttl: Duration,
     ) -> Result<(Arc<Opened>, WireKey, u32)> {
         let opened = self.opened(ctx)?;
-        let secs = ttl_secs(ctx, ttl, &opened.config)?;
-        let wire = wire_key(ctx, key, &opened.config)?;
+        let (wire, secs) = checked(ctx, key, ttl, &opened.config)?;
         Ok((opened, wire, secs))
     }
 

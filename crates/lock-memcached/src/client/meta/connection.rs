@@ -71,12 +71,12 @@ struct Pending {
 }
 
 impl Pending {
-    /// Hands the result to the caller, or to the late receiver when the caller is gone.
-    /// `arrived`: when the bytes of the reply were read.
-    fn answer(self, result: Result<Reply, Error>, arrived: Instant) {
+    /// Hands the result (a reply with when its bytes were read) to the caller, or to the
+    /// late receiver when the caller is gone.
+    fn answer(self, result: Result<(Reply, Instant), Error>) {
         let unclaimed = match self.reply {
             Some(reply) => match reply.send(match result {
-                Ok(r) => Answer::Reply(r, arrived),
+                Ok((r, arrived)) => Answer::Reply(r, arrived),
                 Err(e) => Answer::Failed(e),
             }) {
                 Ok(()) => return,
@@ -84,7 +84,7 @@ impl Pending {
                 Err(Answer::Failed(e)) => Err(e),
                 Err(Answer::Expired { .. }) => return,
             },
-            None => result,
+            None => result.map(|(reply, _)| reply),
         };
         if let Some(late) = self.late {
             match unclaimed {
@@ -459,7 +459,7 @@ async fn run(
                                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                                 // The caller may have given up: its reply then goes to the
                                 // late receiver, if any, or is discarded.
-                                p.answer(Ok(reply), arrived);
+                                p.answer(Ok((reply, arrived)));
                             }
                             if poison {
                                 // CLIENT_ERROR / ERROR may be followed by lines we cannot pair.
@@ -535,7 +535,7 @@ async fn run(
         Exit::Refused(reason) => {
             for p in pending.drain(..) {
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                p.answer(Err(tls_error(&address, reason.clone())), Instant::now());
+                p.answer(Err(tls_error(&address, reason.clone())));
             }
             rx.close();
             while let Ok(cmd) = rx.try_recv() {
@@ -555,10 +555,7 @@ async fn run(
             let why = e.message().to_string();
             if let Some(p) = pending.pop_front() {
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                p.answer(
-                    Err(protocol_error(&address, e.message()).with_source(e)),
-                    Instant::now(),
-                );
+                p.answer(Err(protocol_error(&address, e.message()).with_source(e)));
             }
             why
         }
@@ -566,7 +563,7 @@ async fn run(
     for p in pending.drain(..) {
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         let error = outcome_unknown(&address, p.command, &why);
-        p.answer(Err(error), Instant::now());
+        p.answer(Err(error));
     }
     rx.close();
     while let Ok(cmd) = rx.try_recv() {

@@ -22,7 +22,15 @@ struct SlotState {
     /// When the last connect of this slot failed; cleared by a connect that works and when
     /// a connection is closed as idle. A connect still in progress is not a failure: callers
     /// wait for it rather than being held back.
-    last_attempt: Option<Instant>,
+    failed_at: Option<Instant>,
+}
+
+impl SlotState {
+    /// Until when the last failed connect holds the slot back (`None`: it never failed, or
+    /// it has connected since).
+    fn held_back_until(&self, reconnect: Duration) -> Option<Instant> {
+        self.failed_at.map(|at| at + reconnect)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -95,7 +103,7 @@ impl Pool {
                 // Broken: replaced (at once, since its connect succeeded).
                 state.conn = None;
             }
-            match state.last_attempt.map(|t| t + self.options.reconnect) {
+            match state.held_back_until(self.options.reconnect) {
                 Some(at) if !quiet && at > *now.get_or_insert_with(Instant::now) => {
                     throttled_until = Some(throttled_until.map_or(at, |t| t.min(at)));
                 }
@@ -163,9 +171,8 @@ impl Pool {
         if !quiet {
             // A connect that failed while this caller waited for its turn holds it back too
             // (rather than each waiter trying again, one connect timeout after another).
-            let failed = slot.lock().last_attempt;
-            if let Some(at) = failed {
-                let until = at + self.options.reconnect;
+            let held_back = slot.lock().held_back_until(self.options.reconnect);
+            if let Some(until) = held_back {
                 let now = Instant::now();
                 if until > now {
                     return Err(reconnect_held_back(self.peer.name(), until - now));
@@ -180,7 +187,7 @@ impl Pool {
                 // Only a failed connect is held back: one in progress is waited for (see
                 // `get`), and background work holds nobody back.
                 if !quiet {
-                    state.last_attempt = Some(Instant::now());
+                    state.failed_at = Some(Instant::now());
                 }
                 return Err(e);
             }
@@ -189,7 +196,7 @@ impl Pool {
         // Only failed connects are held back: a connection that worked and later broke is
         // replaced at once (with pool_size=1 a single bad reply would otherwise cut the
         // server off for `reconnect`).
-        state.last_attempt = None;
+        state.failed_at = None;
         Ok((conn, Some(probed)))
     }
 
@@ -260,7 +267,7 @@ impl ConnectionPool for Pool {
                     c.close();
                 }
                 // An idle close is not a failure: the slot may reconnect at once.
-                state.last_attempt = None;
+                state.failed_at = None;
             }
         }
     }
